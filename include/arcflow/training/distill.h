@@ -1,0 +1,89 @@
+// Data-free ArcFlow distillation by trajectory imitation (ARCFLOW.md section 4), written once and
+// generic over the model: the student and the (guided) teacher are callables, so the 2-D toy and
+// the image DiT use the same code.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <vector>
+
+#include "arcflow/core/policy.h"
+
+namespace arcflow {
+
+struct DistillConfig {
+  int nfe = 2;
+  double shift = 1.0;
+  double timestep_ratio = 1.0;
+  int batch_size = 16;
+  int num_intermediate_states = 4;  // M
+  int total_substeps = 128;
+  int window_substeps = 3;
+  double component_dropout = 0.1;
+  int num_decay_iters = 100;        // teacher_ratio goes linearly 1 -> 0 over these iterations
+  double loss_scale = 30.0;
+  double lr = 1e-4;
+  double log_gamma_lr_mult = 0.1;
+  double beta1 = 0.9, beta2 = 0.95, weight_decay = 0.0;
+  int warmup_iters = 100;
+  double grad_clip = 50.0;
+  double ema_gamma = 7.0;
+  int ema_start = 100;
+  uint64_t seed = 0;
+};
+
+// What the distiller needs to know about a model pair.
+struct DistillProblem {
+  // Student policy at (x, sigma (B), cond), with gradients.
+  std::function<Policy(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond)> student;
+  // Teacher velocity at (x, sigma (B), cond), guidance included; called under no-grad.
+  std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond)> teacher;
+  // Conditions for a batch (e.g. class labels) drawn with `gen`; may return an undefined tensor.
+  std::function<torch::Tensor(int64_t batch, at::Generator& gen)> sample_conditions;
+  std::vector<int64_t> sample_shape;           // per-sample shape of x, e.g. {2} or {1, 28, 28}
+  std::vector<torch::Tensor> params;           // trainable, learning rate lr
+  std::vector<torch::Tensor> log_gamma_params; // trainable, learning rate lr * log_gamma_lr_mult
+  torch::Device device = torch::kCPU;
+};
+
+struct DistillStats {
+  int iteration = 0;                // 1-based index of the iteration just done
+  std::vector<double> step_losses;  // one per student step
+  double loss = 0.0;                // sum of step losses
+  double teacher_ratio = 0.0;
+  double lr = 0.0;
+  double grad_norm = 0.0;
+  bool skipped = false;             // non-finite loss or gradient: no update was made
+};
+
+class Distiller {
+ public:
+  Distiller(DistillProblem problem, DistillConfig cfg);
+
+  // One training iteration (all nfe student steps, then one optimizer step and the EMA update).
+  DistillStats step();
+
+  int iteration() const { return iteration_; }
+  double teacher_ratio() const;  // for the next iteration
+  // EMA copies of the trainable tensors (params then log_gamma_params order).
+  const std::vector<torch::Tensor>& ema() const { return ema_; }
+  // Copies the EMA weights into the live trainable tensors (for evaluation).
+  void load_ema_into_params();
+  int skipped_steps() const { return skipped_; }
+
+ private:
+  double lr_at(int iteration) const;
+  void update_ema();
+
+  DistillProblem problem_;
+  DistillConfig cfg_;
+  std::vector<torch::Tensor> all_params_;
+  std::vector<torch::Tensor> ema_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  at::Generator gen_;
+  int iteration_ = 0;
+  int skipped_ = 0;
+};
+
+}  // namespace arcflow

@@ -1,0 +1,124 @@
+// The momentum-mixture integration. Everything ArcFlow integrates goes through the three
+// functions velocity, mean_velocity and displacement below.
+#include "arcflow/core/policy.h"
+
+#include <limits>
+#include <stdexcept>
+
+namespace arcflow {
+
+torch::Tensor broadcast_sigma(const torch::Tensor& sigma, int64_t rank) {
+  if (sigma.dim() == 0) return sigma;
+  if (sigma.dim() != 1) throw std::invalid_argument("sigma must be a (B) or 0-d tensor");
+  std::vector<int64_t> shape(rank, 1);
+  shape[0] = sigma.size(0);
+  return sigma.reshape(shape);
+}
+
+Policy make_policy(const torch::Tensor& means, const torch::Tensor& logweights,
+                   const torch::Tensor& log_gammas_rest, const torch::Tensor& sigma_src) {
+  if (means.dim() < 3) throw std::invalid_argument("policy means must be (B, K, ...), got rank " +
+                                                   std::to_string(means.dim()));
+  if (logweights.dim() != means.dim() || logweights.size(0) != means.size(0) ||
+      logweights.size(1) != means.size(1) || logweights.size(2) != 1)
+    throw std::invalid_argument("policy logweights must be (B, K, 1, ...) matching means");
+  const int64_t K = means.size(1);
+  torch::Tensor g0 = torch::zeros_like(logweights.narrow(1, 0, 1));
+  torch::Tensor log_gammas = g0;
+  if (K > 1) {
+    if (!log_gammas_rest.defined() || log_gammas_rest.dim() != means.dim() || log_gammas_rest.size(1) != K - 1)
+      throw std::invalid_argument("policy log_gammas must be (B, K-1, 1, ...)");
+    log_gammas = torch::cat({g0, log_gammas_rest.clamp(-kMaxLogGamma, kMaxLogGamma)}, 1);
+  }
+  torch::Tensor s = sigma_src.to(means.dtype());
+  if (s.dim() == 0) s = s.expand({means.size(0)});
+  return {means, logweights, log_gammas, s};
+}
+
+Policy linear_policy(const torch::Tensor& velocity, const torch::Tensor& sigma_src) {
+  torch::Tensor means = velocity.unsqueeze(1);  // (B, 1, ...)
+  std::vector<int64_t> lw_shape = means.sizes().vec();
+  lw_shape[2] = 1;
+  return make_policy(means, torch::zeros(lw_shape, velocity.options()), torch::Tensor(), sigma_src);
+}
+
+torch::Tensor phi(const torch::Tensor& z) {
+  // For |z| < 1e-4 the series 1 + z/2 + z^2/6 is exact to ~z^3/24 < 5e-14 relative. Elsewhere
+  // expm1(z)/z has no cancellation. The division uses a safe denominator so that neither branch
+  // produces NaN (torch::where would otherwise propagate a 0/0 gradient from the unused branch).
+  const torch::Tensor small = z.abs() < 1e-4;
+  const torch::Tensor z_safe = torch::where(small, torch::ones_like(z), z);
+  const torch::Tensor series = 1.0 + z * (0.5 + z / 6.0);
+  return torch::where(small, series, torch::expm1(z_safe) / z_safe);
+}
+
+namespace {
+
+// Softmax over K: the mixture weights w_k, (B, K, 1, ...).
+torch::Tensor weights(const Policy& p) { return torch::softmax(p.logweights, 1); }
+
+}  // namespace
+
+torch::Tensor velocity(const Policy& p, const torch::Tensor& sigma) {
+  const int64_t rank = p.means.dim();
+  const torch::Tensor travelled = broadcast_sigma(p.sigma_src, rank) - broadcast_sigma(sigma, rank);
+  // u = sum_k w_k mu_k exp(g_k (sigma_s - sigma)); the per-pixel factors broadcast over channels.
+  const torch::Tensor factor = weights(p) * torch::exp(p.log_gammas * travelled);
+  return (p.means * factor).sum(1);
+}
+
+torch::Tensor mean_velocity(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
+  const int64_t rank = p.means.dim();
+  const torch::Tensor sa = broadcast_sigma(sigma_a, rank);
+  const torch::Tensor delta = sa - broadcast_sigma(sigma_b, rank);
+  const torch::Tensor travelled = broadcast_sigma(p.sigma_src, rank) - sa;
+  // (1/delta) * integral_{sigma_b}^{sigma_a} mu exp(g (sigma_s - sigma)) dsigma
+  //   = mu exp(g (sigma_s - sigma_a)) phi(g delta).
+  const torch::Tensor factor = weights(p) * torch::exp(p.log_gammas * travelled) * phi(p.log_gammas * delta);
+  return (p.means * factor).sum(1);
+}
+
+torch::Tensor displacement(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
+  const torch::Tensor delta = broadcast_sigma(sigma_a, p.means.dim() - 1) - broadcast_sigma(sigma_b, p.means.dim() - 1);
+  return mean_velocity(p, sigma_a, sigma_b) * delta;
+}
+
+torch::Tensor integrate(const Policy& p, const torch::Tensor& x_a, const torch::Tensor& sigma_a,
+                        const torch::Tensor& sigma_b) {
+  return x_a - displacement(p, sigma_a, sigma_b);
+}
+
+Policy detached(const Policy& p) {
+  return {p.means.detach(), p.logweights.detach(), p.log_gammas.detach(), p.sigma_src.detach()};
+}
+
+Policy dropout_components(const Policy& p, double prob, at::Generator gen) {
+  if (prob < 0.0 || prob >= 1.0) throw std::invalid_argument("component dropout must be in [0, 1)");
+  const int64_t K = p.num_components();
+  if (prob == 0.0 || K == 1) return p;
+  const auto cpu = torch::TensorOptions().dtype(torch::kFloat32);
+  const auto shape = p.logweights.sizes();
+  torch::Tensor drop = torch::rand(shape, gen, cpu) < prob;
+  // Where every component would drop, keep one chosen uniformly at random.
+  std::vector<int64_t> one_shape = shape.vec();
+  one_shape[1] = 1;
+  const torch::Tensor all = drop.all(1, /*keepdim=*/true);
+  const torch::Tensor keep = torch::randint(K, one_shape, gen, cpu.dtype(torch::kInt64));
+  std::vector<int64_t> k_shape(shape.size(), 1);
+  k_shape[1] = K;
+  const torch::Tensor keep_mask = torch::arange(K).reshape(k_shape) == keep;
+  drop = drop & ~(all & keep_mask);
+  Policy out = p;
+  const torch::Tensor neg_inf = torch::full({}, -std::numeric_limits<double>::infinity(), p.logweights.options());
+  out.logweights = torch::where(drop.to(p.logweights.device()), neg_inf, p.logweights);
+  return out;
+}
+
+Policy with_temperature(const Policy& p, double temperature) {
+  if (!(temperature > 0.0)) throw std::invalid_argument("temperature must be > 0");
+  Policy out = p;
+  out.logweights = p.logweights / temperature;
+  return out;
+}
+
+}  // namespace arcflow

@@ -1,0 +1,54 @@
+#include "arcflow/sampling/rollout.h"
+
+#include <stdexcept>
+
+namespace arcflow {
+
+PolicyModel euler_policy(VelocityModel model) {
+  return [model = std::move(model)](const torch::Tensor& x, const torch::Tensor& sigma) {
+    return linear_policy(model(x, sigma), sigma);
+  };
+}
+
+Rollout rollout(const PolicyModel& model, const torch::Tensor& noise, const std::vector<Segment>& segs,
+                double temperature) {
+  torch::NoGradGuard no_grad;
+  Rollout r;
+  r.segments = segs;
+  torch::Tensor x = noise;
+  const int64_t B = noise.size(0);
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const torch::Tensor sigma_src = torch::full({B}, segs[i].sigma_src, noise.options());
+    Policy p = model(x, sigma_src);
+    if (temperature != 1.0 && i + 1 < segs.size()) p = with_temperature(p, temperature);
+    r.sources.push_back(x);
+    r.policies.push_back(p);
+    x = integrate(p, x, sigma_src, torch::full({B}, segs[i].sigma_dst, noise.options()));
+  }
+  r.final = x;
+  return r;
+}
+
+torch::Tensor state_at(const Rollout& r, size_t step, double sigma) {
+  if (step >= r.policies.size()) throw std::out_of_range("state_at: no such step");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor& x = r.sources[step];
+  const auto opts = x.options();
+  return integrate(r.policies[step], x, torch::full({x.size(0)}, r.segments[step].sigma_src, opts),
+                   torch::full({x.size(0)}, sigma, opts));
+}
+
+std::vector<Segment> subdivide(const std::vector<Segment>& segs, int per_segment, double shift) {
+  if (per_segment < 1) throw std::invalid_argument("subdivide: per_segment must be >= 1");
+  std::vector<Segment> out;
+  for (const auto& s : segs) {
+    for (int j = 0; j < per_segment; ++j) {
+      const double a = s.tau_src - s.length() * j / per_segment;
+      const double b = j + 1 == per_segment ? s.tau_dst : s.tau_src - s.length() * (j + 1) / per_segment;
+      out.push_back({a, b, warp(a, shift), warp(b, shift)});
+    }
+  }
+  return out;
+}
+
+}  // namespace arcflow
