@@ -16,7 +16,7 @@ namespace arcflow {
 
 DistillConfig ToyConfig::default_distill() {
   DistillConfig d;  // section 4 defaults, with the toy's batch, learning rate and decay
-  d.batch_size = 1024;
+  d.batch_size = 512;
   d.lr = 1e-3;
   d.num_decay_iters = 130;
   return d;

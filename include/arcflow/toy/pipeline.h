@@ -22,9 +22,9 @@ struct ToyConfig {
   uint64_t seed = 0;
   // Teacher (flow matching on uniform sigma).
   ToyMLPConfig teacher_model;
-  int teacher_iters = 2000;
+  int teacher_iters = 3000;
   int teacher_batch = 1024;
-  double teacher_lr = 1e-3;
+  double teacher_lr = 3e-3;
   // Students.
   DistillConfig distill = default_distill();
   int distill_iters = 400;
