@@ -78,3 +78,42 @@ TEST(LoRA, CopyStateNamesTheBadTensor) {
     EXPECT_NE(std::string(e.what()).find("layers.0.weight"), std::string::npos) << e.what();
   }
 }
+
+#include <unistd.h>
+
+#include "arcflow/models/weights.h"
+
+TEST(Weights, RoundTripAndStrictLoad) {
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/toy_teacher_" + std::to_string(::getpid()) + ".safetensors";
+  torch::manual_seed(4);
+  ToyMLP a(ToyMLPConfig{16, 3, 8}), b(ToyMLPConfig{16, 3, 8});
+  save_weights(*a, path, {{"config", "{\"hidden\":16}"}});
+  const auto meta = load_weights(*b, path);
+  EXPECT_EQ(meta.at("config"), "{\"hidden\":16}");
+  const torch::Tensor x = torch::randn({5, 2}), s = torch::rand({5});
+  EXPECT_TRUE(torch::equal(a->forward(x, s), b->forward(x, s)));
+  auto state = state_dict(*a);
+  auto expect_error = [&](io::TensorMap t, const std::string& word) {
+    const torch::Tensor before = b->layers[0]->as<LoRALinearImpl>()->weight.clone();
+    try {
+      load_state(*b, t, "file.safetensors");
+      ADD_FAILURE() << "no error for " << word;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("file.safetensors"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(torch::equal(before, b->layers[0]->as<LoRALinearImpl>()->weight));  // nothing changed
+  };
+  auto missing = state;
+  missing.erase("proj_out.bias");
+  expect_error(missing, "proj_out.bias");
+  auto extra = state;
+  extra["layers.9.weight"] = torch::zeros({1});
+  expect_error(extra, "layers.9.weight");
+  auto wrong = state;
+  wrong["layers.0.weight"] = torch::zeros({16, 3});
+  wrong["layers.1.weight"] = torch::zeros({2, 2});
+  expect_error(wrong, "layers.");
+  std::remove(path.c_str());
+}

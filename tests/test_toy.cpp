@@ -130,6 +130,8 @@ TEST(ToyPipeline, DistillationBeatsTwoEulerSteps) {
     ADD_FAILURE() << "no row " << m;
     return ToyRow{};
   };
+  for (const auto& x : r.rows)
+    std::printf("  %-18s endpoint_mse %.5f path_mse %.5f swd %.4f\n", x.method.c_str(), x.endpoint_mse, x.path_mse, x.swd);
   const double euler = row("teacher-euler-2").endpoint_mse;
   EXPECT_LT(row("linear-2").endpoint_mse, 0.5 * euler);
   EXPECT_LT(row("arcflow-2").endpoint_mse, 0.25 * euler);

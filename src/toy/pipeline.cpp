@@ -146,6 +146,9 @@ ToyResult run_toy(const ToyConfig& cfg) {
                                       res.linear_losses);
   ToyStudent arc = distill_student(cfg, teacher, cfg.K, "arcflow-" + std::to_string(cfg.nfe), res.arcflow_seconds,
                                    res.arcflow_losses);
+  res.teacher = teacher;
+  res.linear = linear;
+  res.arcflow = arc;
 
   // Evaluation from one set of noises.
   at::Generator eval_gen = at::detail::createCPUGenerator(cfg.seed + 1000);

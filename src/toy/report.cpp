@@ -9,6 +9,8 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/canvas.h"
 #include "arcflow/io/png.h"
+#include "arcflow/io/safetensors.h"
+#include "arcflow/models/weights.h"
 #include "arcflow/toy/pipeline.h"
 
 namespace arcflow {
@@ -52,6 +54,20 @@ std::string num(double v, const char* f = "%.4g") {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
+}
+
+// The student's trainable tensors (LoRA + head), named as in the teacher (trunk. stripped).
+void save_student(ToyStudent& s, const std::string& path, const nlohmann::json& config) {
+  io::TensorMap t;
+  for (const auto& p : s->named_parameters(true)) {
+    if (!p.value().requires_grad()) continue;
+    std::string key = p.key();
+    if (key.rfind("trunk.", 0) == 0) key = key.substr(6);
+    t[key] = p.value().detach().cpu();
+  }
+  io::save_safetensors(path, t, {{"config", config.dump()}, {"lora_rank", std::to_string(s->config.lora.rank)},
+                                 {"lora_alpha", std::to_string(s->config.lora.alpha)},
+                                 {"K", std::to_string(s->config.K)}});
 }
 
 }  // namespace
@@ -99,6 +115,13 @@ std::string write_toy_report(const ToyResult& res, const std::string& dir) {
       {"path_mse", "the same between the closed-form path and the reference path, averaged over the reference grid points (>= 64 per step)"},
       {"swd", "sliced Wasserstein-2 distance (256 directions) to fresh data samples"}};
   io::write_file_atomic(dir + "/report.json", j.dump(2) + "\n");
+
+  const auto& tm = cfg.teacher_model;
+  const nlohmann::json teacher_cfg = {{"model", "toy_mlp"}, {"hidden", tm.hidden}, {"depth", tm.depth},
+                                      {"time_dim", tm.time_dim}, {"data", cfg.data}};
+  if (ToyMLP t = res.teacher) save_weights(*t, dir + "/teacher.safetensors", {{"config", teacher_cfg.dump()}});
+  for (auto [name, s] : {std::pair<std::string, ToyStudent>{"linear", res.linear}, {"arcflow", res.arcflow}})
+    if (s) save_student(s, dir + "/" + name + ".safetensors", {{"teacher", teacher_cfg}, {"nfe", cfg.nfe}, {"shift", cfg.shift}});
 
   std::ostringstream h;
   h << "<!doctype html><html><head><meta charset=\"utf-8\"><title>arcflow toy: " << cfg.data << "</title>"

@@ -22,9 +22,9 @@ struct ToyConfig {
   uint64_t seed = 0;
   // Teacher (flow matching on uniform sigma).
   ToyMLPConfig teacher_model;
-  int teacher_iters = 3000;
+  int teacher_iters = 2000;
   int teacher_batch = 1024;
-  double teacher_lr = 3e-3;
+  double teacher_lr = 1e-3;
   // Students.
   DistillConfig distill = default_distill();
   int distill_iters = 400;
@@ -63,11 +63,14 @@ struct ToyResult {
   double teacher_seconds = 0, linear_seconds = 0, arcflow_seconds = 0;
   std::vector<double> linear_losses, arcflow_losses;  // per iteration
   double teacher_final_loss = 0;
+  ToyMLP teacher{nullptr};
+  ToyStudent linear{nullptr}, arcflow{nullptr};  // EMA weights, eval mode
 };
 
 ToyResult run_toy(const ToyConfig& cfg);
 
-// Writes DIR/report.json, DIR/report.html and the pictures. Returns the HTML path.
+// Writes DIR/report.json, DIR/report.html, the pictures, and the weights (teacher.safetensors,
+// linear.safetensors and arcflow.safetensors: LoRA + head in PEFT naming). Returns the HTML path.
 std::string write_toy_report(const ToyResult& result, const std::string& dir);
 
 }  // namespace arcflow

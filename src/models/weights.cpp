@@ -1,0 +1,42 @@
+#include "arcflow/models/weights.h"
+
+#include <stdexcept>
+
+namespace arcflow {
+
+io::TensorMap state_dict(torch::nn::Module& m) {
+  io::TensorMap out;
+  for (const auto& p : m.named_parameters(true)) out[p.key()] = p.value().detach().cpu();
+  for (const auto& b : m.named_buffers(true)) out[b.key()] = b.value().detach().cpu();
+  return out;
+}
+
+void save_weights(torch::nn::Module& m, const std::string& path, const io::Metadata& metadata) {
+  io::save_safetensors(path, state_dict(m), metadata);
+}
+
+void load_state(torch::nn::Module& m, const io::TensorMap& tensors, const std::string& source) {
+  std::map<std::string, torch::Tensor> targets;
+  for (const auto& p : m.named_parameters(true)) targets[p.key()] = p.value();
+  for (const auto& b : m.named_buffers(true)) targets[b.key()] = b.value();
+  for (const auto& [name, t] : tensors) {
+    auto it = targets.find(name);
+    if (it == targets.end()) throw std::runtime_error(source + ": unexpected tensor '" + name + "' (the model has no such weight)");
+    if (it->second.sizes() != t.sizes())
+      throw std::runtime_error(source + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
+                               ", the model expects " + c10::str(it->second.sizes()));
+  }
+  for (const auto& [name, t] : targets)
+    if (tensors.find(name) == tensors.end())
+      throw std::runtime_error(source + ": missing tensor '" + name + "'");
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : tensors) targets[name].copy_(t);
+}
+
+io::Metadata load_weights(torch::nn::Module& m, const std::string& path) {
+  io::SafetensorsFile f = io::load_safetensors(path);
+  load_state(m, f.tensors, path);
+  return f.metadata;
+}
+
+}  // namespace arcflow
