@@ -1,11 +1,14 @@
 // Tests for arcflow::io PNG encoding/decoding and the plotting Canvas.
 #include <gtest/gtest.h>
+
+#include <set>
+
+#include "temp_dir.h"
 #include <png.h>  // libpng's simplified API, used as an independent decoder/encoder
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -17,7 +20,6 @@
 #include "arcflow/io/canvas.h"
 #include "arcflow/io/png.h"
 
-namespace fs = std::filesystem;
 using namespace arcflow::io;  // NOLINT: test file
 
 namespace {
@@ -40,16 +42,8 @@ void expect_runtime_error_naming(Fn fn, const std::string& needle) {
   }
 }
 
-// A fresh empty folder under the system temp dir, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("arcflow_png_test_" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { std::error_code ec; fs::remove_all(path, ec); }
-};
+using arcflow::test::TempDir;
+using arcflow::test::path_exists;
 
 // RGB of pixel (col, row) of a 3-channel image.
 Color pixel(const Image& img, int col, int row) {
@@ -211,7 +205,7 @@ TEST(PngDecode, CorruptOrTruncatedDataThrowsNamingSource) {
 
 TEST(PngFile, WriteThenReadIsAtomicAndOverwrites) {
   TempDir dir;
-  const std::string path = (dir.path / "plot.png").string();
+  const std::string path = dir.file("plot.png");
   const Image a = random_image(11, 6, 4, 5), b = random_image(3, 8, 1, 6);
   write_png(path, a, {{"step", "1"}});
   auto dec = read_png(path);
@@ -225,27 +219,25 @@ TEST(PngFile, WriteThenReadIsAtomicAndOverwrites) {
   EXPECT_TRUE(dec.text.empty());
 
   // Only the target remains: no temporary files left behind.
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir.path)) names.push_back(e.path().filename());
-  EXPECT_EQ(names, std::vector<std::string>{"plot.png"});
+  EXPECT_EQ(dir.names(), std::set<std::string>{"plot.png"});
 }
 
 TEST(PngFile, ErrorsNameThePath) {
   TempDir dir;
-  const std::string missing_dir = (dir.path / "no_such_dir" / "x.png").string();
+  const std::string missing_dir = dir.file("no_such_dir/x.png");
   expect_runtime_error_naming(
       [&] { write_png(missing_dir, random_image(2, 2, 3, 1)); }, missing_dir);
-  const std::string missing = (dir.path / "missing.png").string();
+  const std::string missing = dir.file("missing.png");
   expect_runtime_error_naming([&] { read_png(missing); }, missing);
-  const std::string junk = (dir.path / "junk.png").string();
+  const std::string junk = dir.file("junk.png");
   std::ofstream(junk) << "definitely not a png";
   expect_runtime_error_naming([&] { read_png(junk); }, junk);
   // An invalid image is reported with the path too, and nothing is created.
   Image bad = random_image(2, 2, 3, 1);
   bad.pixels.clear();
-  const std::string target = (dir.path / "bad.png").string();
+  const std::string target = dir.file("bad.png");
   expect_runtime_error_naming([&] { write_png(target, bad); }, target);
-  EXPECT_FALSE(fs::exists(target));
+  EXPECT_FALSE(path_exists(target));
 }
 
 // ----- Canvas ---------------------------------------------------------------

@@ -1,5 +1,8 @@
 // Tests for arcflow/io/safetensors.h and arcflow/io/atomic_file.h.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "temp_dir.h"
 #include <nlohmann/json.hpp>
 #include <stdlib.h>
 #include <torch/torch.h>
@@ -7,7 +10,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <set>
 #include <thread>
@@ -15,33 +17,11 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/safetensors.h"
 
-namespace fs = std::filesystem;
 using namespace arcflow::io;
 
 namespace {
 
-// A fresh folder per test, removed with everything in it afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "arcflow_st_XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::set<std::string> names() const {  // names of the folder's entries
-    std::set<std::string> out;
-    for (const auto& e : fs::directory_iterator(path_)) out.insert(e.path().filename().string());
-    return out;
-  }
-
- private:
-  fs::path path_;
-};
+using arcflow::test::TempDir;
 
 std::string bytes_of(std::initializer_list<unsigned> values) {
   std::string s;
@@ -440,8 +420,26 @@ TEST(SafetensorsAtomicFile, MissingFolderThrowsNamingPath) {
 TEST(SafetensorsAtomicFile, FailedRenameRemovesTempFile) {
   TempDir dir;
   const std::string path = dir.file("target");
-  fs::create_directory(path);  // rename() of a file over a folder fails
+  ::mkdir(path.c_str(), 0755);  // rename() of a file over a folder fails
   const std::string msg = error_of<std::runtime_error>([&] { write_file_atomic(path, "x"); });
   EXPECT_TRUE(contains(msg, path) && contains(msg, "rename")) << msg;
   EXPECT_EQ(dir.names(), (std::set<std::string>{"target"}));
+}
+
+TEST(OutputDir, CreatesParentsAndRejectsFiles) {
+  TempDir dir;
+  const std::string nested = dir.file("a/b/c");
+  arcflow::io::make_output_dir(nested);
+  struct stat st {};
+  ASSERT_EQ(::stat(nested.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(dir.names(), (std::set<std::string>{"a"}));
+  arcflow::io::make_output_dir(nested);  // existing folder: fine
+  arcflow::io::write_file_atomic(dir.file("plain"), "x");
+  try {
+    arcflow::io::make_output_dir(dir.file("plain/sub"));
+    ADD_FAILURE() << "no error for a path through a file";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("plain"), std::string::npos) << e.what();
+  }
 }

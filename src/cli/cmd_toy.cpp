@@ -1,6 +1,7 @@
 // `arcflow toy` and (for now) `arcflow demo`: the whole method on a 2-D distribution.
 #include <cstdio>
 
+#include "arcflow/io/atomic_file.h"
 #include "arcflow/toy/data.h"
 #include "arcflow/toy/pipeline.h"
 #include "commands.h"
@@ -46,6 +47,7 @@ int run_toy(ToyOptions& o, const GlobalOptions& g, const std::string& out_dir) {
   o.cfg.progress = !o.quiet;
   o.cfg.validate();
   o.cfg.output_dir = out_dir;
+  if (!out_dir.empty()) io::make_output_dir(out_dir);  // fail now, not after the training
   const ToyResult res = run_toy(o.cfg);
   std::printf("%-20s %4s %12s %12s %10s %12s\n", "method", "nfe", "endpoint_mse", "path_mse", "swd", "ms/sample");
   for (const auto& r : res.rows)

@@ -2,6 +2,8 @@
 // (iostreams can neither fsync nor report errno reliably).
 #include "arcflow/io/atomic_file.h"
 
+#include <atomic>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -69,7 +71,9 @@ std::string parent_dir(const std::string& path) {
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   if (path.empty()) throw std::runtime_error("write_file_atomic: empty path");
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // Unique per process (pid) and per call (counter), so concurrent writers never share a temp file.
+  static std::atomic<unsigned long> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
 
   // Any failure after the temp file exists: remember errno, remove the temp
   // file (which may clobber errno), then throw.
@@ -136,6 +140,29 @@ std::string read_file(const std::string& path) {
   }
   out.resize(filled);
   return out;
+}
+
+void make_output_dir(const std::string& path) {
+  if (path.empty()) throw std::runtime_error("output folder: empty path");
+  auto fail = [&](const std::string& what, int err) {
+    throw std::runtime_error(path + ": cannot use as output folder: " + what + ": " + std::strerror(err));
+  };
+  // mkdir -p: create each prefix in turn; existing folders are fine.
+  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
+    const std::string prefix = path.substr(0, pos);
+    struct stat st {};
+    if (::stat(prefix.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) fail("'" + prefix + "' is not a folder", ENOTDIR);
+    } else if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      fail("mkdir '" + prefix + "' failed", errno);
+    }
+    if (pos == std::string::npos) break;
+  }
+  const std::string probe = path + "/.arcflow-write-test." + std::to_string(::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("not writable", errno);
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 }  // namespace arcflow::io

@@ -10,6 +10,8 @@
 // our I/O callbacks never let a C++ exception escape into libpng.
 #include "arcflow/io/png.h"
 
+#include "arcflow/io/atomic_file.h"
+
 #include <png.h>
 
 #include <fcntl.h>
@@ -22,7 +24,6 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
@@ -194,63 +195,6 @@ bool read_image_stage(png_structp png, png_infop info, png_bytep* rows) {
   throw std::runtime_error("decode_png: " + source + ": " + what);
 }
 
-// ---------------------------------------------------------------------------
-// Atomic file write (POSIX): temp file in the target folder, fsync, rename.
-// ---------------------------------------------------------------------------
-
-[[noreturn]] void write_error(const std::string& path, const std::string& what, int err) {
-  std::string msg = "write_png: cannot write '" + path + "': " + what;
-  if (err != 0) msg += std::string(": ") + std::strerror(err);
-  throw std::runtime_error(msg);
-}
-
-void write_file_atomically(const std::string& path, const std::string& bytes) {
-  if (path.empty()) write_error(path, "empty path", 0);
-  // A name unique across processes (pid), threads (counter) and reruns (clock).
-  static std::atomic<unsigned long> counter{0};
-  const auto stamp = static_cast<unsigned long>(
-      std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff);
-  int fd = -1;
-  std::string tmp;
-  for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
-    tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
-          std::to_string(stamp);
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  if (fd < 0) write_error(path, "cannot create temporary file '" + tmp + "'", errno);
-
-  auto fail = [&](const std::string& what) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    write_error(path, what, err);
-  };
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("write failed");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) fail("fsync failed");
-  const int rc = ::close(fd);
-  fd = -1;
-  if (rc != 0) fail("close failed");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed");
-
-  // Best effort: persist the rename itself.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -302,7 +246,7 @@ void write_png(const std::string& path, const Image& img,
   } catch (const std::exception& e) {
     throw std::runtime_error("write_png: cannot write '" + path + "': " + e.what());
   }
-  write_file_atomically(path, bytes);
+  write_file_atomic(path, bytes);
 }
 
 DecodedPng decode_png(const std::string& bytes, const std::string& source_name) {
@@ -360,16 +304,6 @@ DecodedPng decode_png(const std::string& bytes, const std::string& source_name) 
   return result;
 }
 
-DecodedPng read_png(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int e = errno;
-    throw std::runtime_error("read_png: cannot open '" + path + "'" +
-                             (e ? std::string(": ") + std::strerror(e) : std::string()));
-  }
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error("read_png: error reading '" + path + "'");
-  return decode_png(bytes, path);
-}
+DecodedPng read_png(const std::string& path) { return decode_png(read_file(path), path); }
 
 }  // namespace arcflow::io

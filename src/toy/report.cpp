@@ -1,6 +1,4 @@
 // The toy run's report: report.json, report.html and the PNG pictures beside them.
-#include <sys/stat.h>
-
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -73,10 +71,7 @@ void save_student(ToyStudent& s, const std::string& path, const nlohmann::json& 
 }  // namespace
 
 std::string write_toy_report(const ToyResult& res, const std::string& dir) {
-  ::mkdir(dir.c_str(), 0755);
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw std::runtime_error(dir + ": cannot create the output folder");
+  io::make_output_dir(dir);
   const ToyConfig& cfg = res.config;
 
   // Pictures: samples of every curve, trajectories of every method against the reference.
