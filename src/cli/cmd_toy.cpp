@@ -40,6 +40,7 @@ void add_toy_flags(CLI::App* sub, ToyOptions& o) {
       ->capture_default_str();
   sub->add_option("--eval-samples", c.eval_samples, "Noises used for the metrics")->capture_default_str();
   sub->add_flag("-q,--quiet", o.quiet, "No progress bars");
+  sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
 }
 
 int run_toy(ToyOptions& o, const GlobalOptions& g, const std::string& out_dir) {
@@ -80,6 +81,7 @@ Runner add_demo_command(CLI::App& app, GlobalOptions& g) {
   auto out = std::make_shared<std::string>("demo");
   sub->add_option("-o,--output", *out, "Output folder")->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "No progress bars");
+  sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
   return [o, out, &g] { return run_toy(*o, g, *out); };
 }
 
