@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopenblas0-pthread libgloo-dev
-  nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libpng-dev
+  nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libpng-dev zlib1g-dev
+  dataset-fashion-mnist
   libgtest-dev
 )
 
