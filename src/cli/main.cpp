@@ -32,6 +32,11 @@ int main(int argc, char** argv) {
   auto reg = [&](arcflow::cli::Runner r) { runners[app.get_subcommands({}).back()] = std::move(r); };
   reg(arcflow::cli::add_toy_command(app, global));
   reg(arcflow::cli::add_demo_command(app, global));
+  reg(arcflow::cli::add_train_classifier_command(app, global, argc, argv));
+  reg(arcflow::cli::add_eval_command(app, global));
+  reg(arcflow::cli::add_sample_command(app, global));
+  reg(arcflow::cli::add_train_teacher_command(app, global, argc, argv));
+  reg(arcflow::cli::add_distill_command(app, global, argc, argv));
 
   try {
     app.parse(argc, argv);

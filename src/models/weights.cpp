@@ -6,8 +6,8 @@ namespace arcflow {
 
 io::TensorMap state_dict(torch::nn::Module& m) {
   io::TensorMap out;
-  for (const auto& p : m.named_parameters(true)) out[p.key()] = p.value().detach().cpu();
-  for (const auto& b : m.named_buffers(true)) out[b.key()] = b.value().detach().cpu();
+  for (const auto& p : m.named_parameters(true)) out[p.key()] = p.value().detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+  for (const auto& b : m.named_buffers(true)) out[b.key()] = b.value().detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
   return out;
 }
 

@@ -38,6 +38,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   for (const auto& [k, v] : ckpt.ema) t["ema/" + k] = v;
   if (!ckpt.optimizer.empty()) t["optimizer"] = bytes_to_tensor(ckpt.optimizer);
   if (ckpt.rng_state.defined()) t["rng"] = ckpt.rng_state.to(torch::kCPU, torch::kUInt8);
+  for (const auto& [k, v] : ckpt.extra) t["extra/" + k] = v;
   io::Metadata meta = ckpt.metadata;
   meta["step"] = std::to_string(ckpt.step);
   meta["format"] = "arcflow-checkpoint-1";
@@ -58,6 +59,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   for (auto& [k, v] : f.tensors) {
     if (k.rfind("model/", 0) == 0) c.model[k.substr(6)] = v;
     else if (k.rfind("ema/", 0) == 0) c.ema[k.substr(4)] = v;
+    else if (k.rfind("extra/", 0) == 0) c.extra[k.substr(6)] = v;
     else if (k == "optimizer") c.optimizer = tensor_to_bytes(v);
     else if (k == "rng") c.rng_state = v;
     else throw std::runtime_error(path + ": unexpected tensor '" + k + "' in checkpoint");

@@ -150,6 +150,57 @@ void Distiller::update_ema() {
   for (size_t i = 0; i < all_params_.size(); ++i) ema_[i].mul_(beta).add_(all_params_[i].detach(), 1.0 - beta);
 }
 
+Checkpoint Distiller::checkpoint() {
+  Checkpoint c;
+  for (size_t i = 0; i < all_params_.size(); ++i) {
+    c.model["param." + std::to_string(i)] = all_params_[i].detach().to(torch::kCPU, false, true);
+    c.ema["param." + std::to_string(i)] = ema_[i].to(torch::kCPU, false, true);
+  }
+  c.optimizer = serialize_optimizer(*optimizer_);
+  c.rng_state = gen_.get_state();
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  c.extra["global_rng"] = global.get_state();
+  c.step = iteration_;
+  c.metadata["skipped_steps"] = std::to_string(skipped_);
+  return c;
+}
+
+void Distiller::restore(const Checkpoint& ckpt, const std::string& source) {
+  const auto take = [&](const io::TensorMap& m, size_t i, const char* part) {
+    const auto it = m.find("param." + std::to_string(i));
+    if (it == m.end()) throw std::runtime_error(source + ": checkpoint lacks " + part + " tensor param." + std::to_string(i));
+    if (it->second.sizes() != all_params_[i].sizes())
+      throw std::runtime_error(source + ": " + part + " tensor param." + std::to_string(i) + " has shape " +
+                               c10::str(it->second.sizes()) + ", the student expects " + c10::str(all_params_[i].sizes()));
+    return it->second;
+  };
+  if (ckpt.model.size() != all_params_.size() || ckpt.ema.size() != all_params_.size())
+    throw std::runtime_error(source + ": checkpoint holds " + std::to_string(ckpt.model.size()) +
+                             " trainable tensors, this student has " + std::to_string(all_params_.size()));
+  if (ckpt.optimizer.empty() || !ckpt.rng_state.defined())
+    throw std::runtime_error(source + ": checkpoint lacks the optimizer or generator state");
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < all_params_.size(); ++i) {
+      all_params_[i].copy_(take(ckpt.model, i, "model"));
+      ema_[i].copy_(take(ckpt.ema, i, "ema"));
+    }
+  }
+  deserialize_optimizer(*optimizer_, ckpt.optimizer, source);
+  for (auto& kv : optimizer_->state()) {  // LibTorch loads the moments on the CPU
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*kv.second);
+    st.exp_avg(st.exp_avg().to(problem_.device));
+    st.exp_avg_sq(st.exp_avg_sq().to(problem_.device));
+  }
+  gen_.set_state(ckpt.rng_state);
+  if (ckpt.extra.count("global_rng")) {
+    at::Generator global = at::detail::getDefaultCPUGenerator();
+    global.set_state(ckpt.extra.at("global_rng"));
+  }
+  iteration_ = static_cast<int>(ckpt.step);
+  skipped_ = ckpt.metadata.count("skipped_steps") ? std::stoi(ckpt.metadata.at("skipped_steps")) : 0;
+}
+
 void Distiller::load_ema_into_params() {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < all_params_.size(); ++i) all_params_[i].copy_(ema_[i]);

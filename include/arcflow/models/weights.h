@@ -9,7 +9,7 @@
 
 namespace arcflow {
 
-// The module's parameters and buffers by checkpoint key (CPU copies, in the module's dtype).
+// The module's parameters and buffers by checkpoint key: CPU copies (never aliases), in the module's dtype.
 io::TensorMap state_dict(torch::nn::Module& m);
 
 // Writes the module's parameters and buffers (atomically), with `metadata` in `__metadata__`.

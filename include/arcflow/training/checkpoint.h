@@ -21,6 +21,7 @@ struct Checkpoint {
   torch::Tensor rng_state;  // at::Generator::get_state(); may be undefined
   int64_t step = 0;
   io::Metadata metadata;    // caller's entries; "step" is reserved
+  io::TensorMap extra;      // other state (e.g. further generator states), stored as "extra/<key>"
 };
 
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt);

@@ -6,9 +6,11 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "arcflow/core/policy.h"
+#include "arcflow/training/checkpoint.h"
 
 namespace arcflow {
 
@@ -71,6 +73,13 @@ class Distiller {
   // Copies the EMA weights into the live trainable tensors (for evaluation).
   void load_ema_into_params();
   int skipped_steps() const { return skipped_; }
+
+  // Everything needed to continue exactly: trainable tensors ("param.<i>" in model/ and ema/),
+  // optimizer moments, this distiller's generator and torch's global CPU generator (LoRA dropout),
+  // iteration and skipped count. restore() needs a distiller built over the same problem (same
+  // tensors in the same order and shapes); errors name `source`.
+  Checkpoint checkpoint();
+  void restore(const Checkpoint& ckpt, const std::string& source);
 
  private:
   double lr_at(int iteration) const;

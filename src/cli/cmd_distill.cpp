@@ -1,0 +1,256 @@
+// `arcflow distill`: data-free ArcFlow distillation (ARCFLOW.md section 4) of the image teacher into
+// a few-step student (LoRA + mixture head), with checkpoints, resume, EMA, a JSONL log. Output:
+//   DIR/checkpoint.safetensors   distiller state (trainable tensors, EMA, optimizer, RNG, iteration)
+//   DIR/adapter.safetensors      the EMA student as an adapter (what `sample --adapter` loads)
+//   DIR/train.jsonl              one JSON object per logged iteration
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/models/dit_student.h"
+#include "arcflow/training/image_distill.h"
+#include "arcflow/util/interrupt.h"
+#include "arcflow/util/progress.h"
+#include "commands.h"
+#include "config_file.h"
+
+namespace arcflow::cli {
+
+namespace {
+
+struct DistillOptions {
+  DistillConfig d;
+  DiTStudentConfig s;
+  std::string teacher = "models/teacher.safetensors";
+  std::string output = "runs/arcflow-2";
+  std::string policy = "arcflow";
+  double guidance = 4.0;
+  int iters = 1000;
+  bool resume = false;
+  int checkpoint_every = 25;
+  int log_every = 1;
+  double time_limit_min = 0;
+  bool quiet = false;
+  std::string command_line;
+};
+
+bool file_exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+void add_flags(CLI::App* sub, DistillOptions& o) {
+  DistillConfig& d = o.d;
+  add_config_option(sub);
+  sub->add_option("--teacher", o.teacher, "Teacher DiT weights (from train-teacher)")->capture_default_str();
+  sub->add_option("-o,--output", o.output, "Run folder: checkpoint.safetensors, adapter.safetensors, train.jsonl")
+      ->capture_default_str();
+  sub->add_flag("--resume", o.resume, "Continue from OUTPUT/checkpoint.safetensors (same settings)");
+  sub->add_option("--policy", o.policy, "arcflow (mixture of K momentum processes) or linear (K = 1, g = 0)")
+      ->check(CLI::IsMember({"arcflow", "linear"}))
+      ->capture_default_str();
+  sub->add_option("-K,--components", o.s.K, "Mixture components (arcflow policy)")->capture_default_str();
+  sub->add_option("--nfe", d.nfe, "Student steps (network evaluations per sample)")->capture_default_str();
+  sub->add_option("--shift", d.shift, "Schedule shift s >= 1 of the student's steps")->capture_default_str();
+  sub->add_option("--timestep-ratio", d.timestep_ratio, "Length of the last step relative to the others")
+      ->capture_default_str();
+  sub->add_option("--guidance", o.guidance, "Teacher classifier-free guidance scale")->capture_default_str();
+  sub->add_option("--iters", o.iters, "Total iterations (a resumed run continues up to this)")->capture_default_str();
+  sub->add_option("--batch", d.batch_size, "Batch size (class labels and noises per iteration)")->capture_default_str();
+  sub->add_option("--num-intermediate-states", d.num_intermediate_states, "States M visited per student step")
+      ->capture_default_str();
+  sub->add_option("--total-substeps", d.total_substeps, "Substeps of the whole [0, 1] raw time")->capture_default_str();
+  sub->add_option("--window-substeps", d.window_substeps, "Window W at each step's end, in substeps")
+      ->capture_default_str();
+  sub->add_option("--component-dropout", d.component_dropout, "Probability of dropping a component in the walk")
+      ->capture_default_str();
+  sub->add_option("--decay-iters", d.num_decay_iters, "Iterations over which teacher_ratio falls from 1 to 0")
+      ->capture_default_str();
+  sub->add_option("--loss-scale", d.loss_scale, "Loss scale")->capture_default_str();
+  sub->add_option("--lr", d.lr, "AdamW learning rate (the log-gamma head uses lr x --log-gamma-lr-mult)")
+      ->capture_default_str();
+  sub->add_option("--log-gamma-lr-mult", d.log_gamma_lr_mult, "Learning-rate factor of the log-gamma head")
+      ->capture_default_str();
+  sub->add_option("--beta1", d.beta1, "AdamW beta1")->capture_default_str();
+  sub->add_option("--beta2", d.beta2, "AdamW beta2")->capture_default_str();
+  sub->add_option("--weight-decay", d.weight_decay, "AdamW weight decay")->capture_default_str();
+  sub->add_option("--warmup-iters", d.warmup_iters, "Linear learning-rate warm-up iterations")->capture_default_str();
+  sub->add_option("--grad-clip", d.grad_clip, "Gradient-norm clip")->capture_default_str();
+  sub->add_option("--ema-gamma", d.ema_gamma, "EMA beta_t = (1 - 1/t)^(gamma + 1)")->capture_default_str();
+  sub->add_option("--ema-start", d.ema_start, "Iteration from which the EMA averages")->capture_default_str();
+  sub->add_option("--lora-rank", o.s.lora.rank, "LoRA rank")->capture_default_str();
+  sub->add_option("--lora-alpha", o.s.lora.alpha, "LoRA alpha (scale alpha / rank)")->capture_default_str();
+  sub->add_option("--lora-dropout", o.s.lora.dropout, "LoRA input dropout")->capture_default_str();
+  sub->add_option("--lora-targets", o.s.lora.targets, "Glob patterns of the Linear layers that get LoRA")
+      ->capture_default_str();
+  sub->add_flag("--train-norm-out", o.s.train_norm_out, "Also train the final norm's modulation (norm_out)");
+  sub->add_option("-s,--seed", d.seed, "Random seed (head noise, labels, noise, walk)")->capture_default_str();
+  sub->add_option("--checkpoint-every", o.checkpoint_every, "Write a checkpoint every N iterations")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--log-every", o.log_every, "Append to train.jsonl every N iterations")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--time-limit", o.time_limit_min, "Stop cleanly (checkpoint written) after this many minutes")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("-q,--quiet", o.quiet, "No progress bar");
+  sub->footer(
+      "Ctrl-C or SIGTERM writes a checkpoint and stops (exit status 130); run again with --resume.\n"
+      "Global options -t/--threads and --device are described in `arcflow --help`.");
+}
+
+void validate(DistillOptions& o) {
+  if (o.policy == "linear") {
+    if (o.s.K != 1 && o.s.K != DiTStudentConfig{}.K)
+      throw std::invalid_argument("--policy linear means K = 1; drop -K " + std::to_string(o.s.K));
+    o.s.K = 1;
+  }
+  o.s.validate();
+  const DistillConfig& d = o.d;
+  if (d.nfe < 1) throw std::invalid_argument("--nfe must be >= 1, got " + std::to_string(d.nfe));
+  if (!(d.shift >= 1)) throw std::invalid_argument("--shift must be >= 1");
+  if (!(d.timestep_ratio > 0)) throw std::invalid_argument("--timestep-ratio must be > 0");
+  if (d.batch_size < 1) throw std::invalid_argument("--batch must be >= 1");
+  if (o.iters < 1) throw std::invalid_argument("--iters must be >= 1, got " + std::to_string(o.iters));
+  if (d.num_intermediate_states < 1) throw std::invalid_argument("--num-intermediate-states must be >= 1");
+  if (d.component_dropout < 0 || d.component_dropout >= 1)
+    throw std::invalid_argument("--component-dropout must be in [0, 1)");
+  if (!(d.lr > 0)) throw std::invalid_argument("--lr must be > 0");
+}
+
+io::Metadata run_metadata(const DistillOptions& o, int iteration) {
+  return {{"command", o.command_line},
+          {"teacher", o.teacher},
+          {"policy", o.policy},
+          {"nfe", std::to_string(o.d.nfe)},
+          {"shift", std::to_string(o.d.shift)},
+          {"timestep_ratio", std::to_string(o.d.timestep_ratio)},
+          {"guidance", std::to_string(o.guidance)},
+          {"iteration", std::to_string(iteration)}};
+}
+
+void write_outputs(Distiller& dist, DiTStudent& student, const DistillOptions& o, const std::string& ckpt_path,
+                   const std::string& adapter_path) {
+  Checkpoint c = dist.checkpoint();
+  c.metadata = run_metadata(o, dist.iteration());
+  c.metadata["skipped_steps"] = std::to_string(dist.skipped_steps());
+  c.metadata["kind"] = "distill";
+  c.metadata["student_config"] = o.s.to_json().dump();
+  save_checkpoint(ckpt_path, c);
+  // The adapter holds the EMA weights: swap them in, save, swap the live ones back.
+  const Checkpoint live = c;
+  dist.load_ema_into_params();
+  save_adapter(student, adapter_path, run_metadata(o, dist.iteration()));
+  torch::NoGradGuard g;
+  auto params = student->main_parameters();
+  for (auto& p : student->log_gamma_parameters()) params.push_back(p);
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(live.model.at("param." + std::to_string(i)));
+}
+
+int run(DistillOptions& o, const GlobalOptions& g) {
+  const torch::Device device = start_up(g);
+  validate(o);
+  io::make_output_dir(o.output);
+  const std::string ckpt_path = o.output + "/checkpoint.safetensors";
+  const std::string adapter_path = o.output + "/adapter.safetensors";
+  const std::string log_path = o.output + "/train.jsonl";
+  if (!o.resume && file_exists(ckpt_path))
+    throw std::runtime_error(ckpt_path + " exists: pass --resume to continue that run, or choose another -o");
+  if (o.resume && !file_exists(ckpt_path)) throw std::runtime_error(ckpt_path + ": no checkpoint to resume from");
+
+  DiT teacher = load_dit(o.teacher, device);
+  torch::manual_seed(o.d.seed);
+  DiTStudent student(teacher, o.s);
+  const int64_t trainable = student->trainable_count(), total = student->total_count();
+  std::printf("student: K %lld, LoRA rank %d on %zu patterns; trainable %lld of %lld parameters (%.2f%%)\n",
+              static_cast<long long>(o.s.K), o.s.lora.rank, o.s.lora.targets.size(),
+              static_cast<long long>(trainable), static_cast<long long>(total),
+              100.0 * static_cast<double>(trainable) / static_cast<double>(total));
+  Distiller dist(make_dit_distill_problem(student, teacher, o.guidance, device), o.d);
+  if (o.resume) {
+    const Checkpoint c = load_checkpoint(ckpt_path);
+    if (c.metadata.count("student_config") == 0 || c.metadata.at("student_config") != o.s.to_json().dump())
+      throw std::runtime_error(ckpt_path + ": made with another student config; resume with the same settings");
+    dist.restore(c, ckpt_path);
+    std::printf("resumed from %s at iteration %d\n", ckpt_path.c_str(), dist.iteration());
+  }
+  std::ofstream log(log_path, std::ios::app);
+  if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
+  log << nlohmann::json{{"event", o.resume ? "resume" : "start"}, {"iteration", dist.iteration()},
+                        {"command", o.command_line}, {"student", o.s.to_json()}}
+             .dump()
+      << "\n"
+      << std::flush;
+
+  install_interrupt_handler();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto t_log = t0;
+  const int start = dist.iteration();
+  ProgressBar bar("distill " + o.policy, o.iters, !o.quiet);
+  bar.update(start);
+  std::string stop;
+  while (dist.iteration() < o.iters) {
+    const DistillStats st = dist.step();
+    const auto now = std::chrono::steady_clock::now();
+    if (st.skipped)
+      std::fprintf(stderr, "\nwarning: iteration %d: non-finite loss or gradient, update skipped\n", st.iteration);
+    if (st.iteration % o.log_every == 0 || st.iteration == o.iters) {
+      const double dt = std::chrono::duration<double>(now - t_log).count() / o.log_every;
+      log << nlohmann::json{{"iteration", st.iteration}, {"loss", st.loss},       {"step_losses", st.step_losses},
+                            {"teacher_ratio", st.teacher_ratio}, {"lr", st.lr}, {"grad_norm", st.grad_norm},
+                            {"skipped", st.skipped}, {"s_per_iter", dt},
+                            {"elapsed_s", std::chrono::duration<double>(now - t0).count()}}
+                 .dump()
+          << "\n"
+          << std::flush;
+      t_log = now;
+    }
+    std::ostringstream extra;
+    extra.precision(4);
+    extra << "loss";
+    for (double l : st.step_losses) extra << " " << l;
+    extra << "  tr " << st.teacher_ratio;
+    bar.update(st.iteration, extra.str());
+    if (st.iteration % o.checkpoint_every == 0) write_outputs(dist, student, o, ckpt_path, adapter_path);
+    if (interrupted()) {
+      stop = "interrupted";
+      break;
+    }
+    if (o.time_limit_min > 0 && std::chrono::duration<double>(now - t0).count() > o.time_limit_min * 60.0) {
+      stop = "time limit";
+      break;
+    }
+  }
+  write_outputs(dist, student, o, ckpt_path, adapter_path);
+  bar.finish();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%d iterations in %s; checkpoint %s; adapter (EMA) %s\n", dist.iteration() - start,
+              format_duration(secs).c_str(), ckpt_path.c_str(), adapter_path.c_str());
+  if (stop == "interrupted") {
+    std::fprintf(stderr, "arcflow: interrupted at iteration %d; checkpoint written; continue with --resume\n",
+                 dist.iteration());
+    return 130;
+  }
+  if (stop == "time limit")
+    std::printf("stopped at the time limit at iteration %d of %d; continue with --resume\n", dist.iteration(), o.iters);
+  return 0;
+}
+
+}  // namespace
+
+Runner add_distill_command(CLI::App& app, GlobalOptions& g, int argc, char** argv) {
+  auto* sub = app.add_subcommand("distill", "Distil the teacher into a few-step ArcFlow (or linear) student");
+  auto o = std::make_shared<DistillOptions>();
+  std::ostringstream cmd;
+  cmd << "arcflow";
+  for (int i = 1; i < argc; ++i) cmd << " " << argv[i];
+  o->command_line = cmd.str();
+  add_flags(sub, *o);
+  return [o, &g] { return run(*o, g); };
+}
+
+}  // namespace arcflow::cli

@@ -1,0 +1,255 @@
+// `arcflow train-classifier` (the Fashion-MNIST evaluation network) and `arcflow eval` (FID on its
+// features, class accuracy and per-class diversity of a sample-tensor file from `arcflow sample
+// --save-tensors`).
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "arcflow/evaluation/image_metrics.h"
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/io/idx.h"
+#include "arcflow/io/safetensors.h"
+#include "arcflow/models/classifier.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/training/classifier_train.h"
+#include "arcflow/util/progress.h"
+#include "commands.h"
+
+namespace arcflow::cli {
+
+namespace {
+
+constexpr const char* kFooter = "Global options -t/--threads and --device are described in `arcflow --help`.";
+constexpr const char* kFeatureNetwork = "arcflow Fashion-MNIST classifier (penultimate features); not Inception";
+
+// The command line as a shell would re-run it: arguments quoted where needed.
+std::string command_line(int argc, char** argv) {
+  std::string cmd = "arcflow";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    bool plain = !a.empty();
+    for (char ch : a)
+      if (!(std::isalnum(static_cast<unsigned char>(ch)) || std::string("_-./=:,+@%").find(ch) != std::string::npos))
+        plain = false;
+    if (plain) {
+      cmd += " " + a;
+    } else {
+      std::string q = "'";
+      for (char ch : a) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+      cmd += " " + q + "'";
+    }
+  }
+  return cmd;
+}
+
+std::string parent_dir(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// ----------------------------------------------------------------------------- train-classifier
+
+struct TrainClassifierOptions {
+  std::string output = "models/classifier.safetensors";
+  std::string data_dir = io::kFashionMnistDir;
+  ClassifierTrainConfig cfg;
+  bool quiet = false;
+};
+
+int run_train_classifier(TrainClassifierOptions& o, const GlobalOptions& g, const std::string& command) {
+  o.cfg.device = start_up(g);
+  o.cfg.progress = !o.quiet;
+  o.cfg.validate();
+  io::make_output_dir(parent_dir(o.output));  // fail now, not after the training
+  const io::FashionMnist train = io::load_fashion_mnist(o.data_dir, true);
+  const io::FashionMnist test = io::load_fashion_mnist(o.data_dir, false);
+
+  torch::manual_seed(o.cfg.seed);  // initial weights and dropout
+  Classifier model{ClassifierConfig{}};
+  if (!o.quiet)
+    std::fprintf(stderr, "classifier: %lld parameters, %lld training images, %d epochs\n",
+                 static_cast<long long>(count_parameters(*model)), static_cast<long long>(train.images.size(0)),
+                 o.cfg.epochs);
+  const ClassifierTrainResult r = train_classifier(model, train, test, o.cfg);
+
+  save_classifier(model, o.output,
+                  {{"test_accuracy", fmt("%.4f", r.test_accuracy)},
+                   {"epochs", std::to_string(o.cfg.epochs)},
+                   {"seed", std::to_string(o.cfg.seed)},
+                   {"command", command}});
+  const nlohmann::json summary = {{"test_accuracy", r.test_accuracy},
+                                  {"epochs", o.cfg.epochs},
+                                  {"batch", o.cfg.batch_size},
+                                  {"lr", o.cfg.lr},
+                                  {"seed", o.cfg.seed},
+                                  {"seconds", r.seconds},
+                                  {"train_loss", r.train_loss},
+                                  {"command", command}};
+  io::write_file_atomic(o.output + ".json", summary.dump(2) + "\n");
+  std::printf("test accuracy %.4f (%d epochs, %s)\nwrote %s and %s.json\n", r.test_accuracy, o.cfg.epochs,
+              format_duration(r.seconds).c_str(), o.output.c_str(), o.output.c_str());
+  return 0;
+}
+
+// ----------------------------------------------------------------------------- eval
+
+struct EvalOptions {
+  std::string samples, classifier = "models/classifier.safetensors", output;
+  std::string data_dir = io::kFashionMnistDir;
+  int64_t batch = 500;
+};
+
+// Reads "samples" (N, C, H, W) float and "labels" (N) integer from a sample-tensor file, checking
+// them against the classifier; errors name the file and the tensor.
+void read_samples(const std::string& path, const ClassifierConfig& c, torch::Tensor& images, torch::Tensor& labels) {
+  const io::SafetensorsFile f = io::load_safetensors(path);
+  auto get = [&](const char* name) {
+    const auto it = f.tensors.find(name);
+    if (it == f.tensors.end())
+      throw std::runtime_error(path + ": no tensor \"" + name +
+                               "\" (expected a file from `arcflow sample --save-tensors` with \"samples\" "
+                               "(N, 1, 28, 28) and \"labels\" (N))");
+    return it->second;
+  };
+  images = get("samples");
+  labels = get("labels");
+  if (images.dim() != 4 || images.size(1) != c.in_channels || images.size(2) != c.image_size ||
+      images.size(3) != c.image_size)
+    throw std::runtime_error(path + ": tensor \"samples\" has shape " + c10::str(images.sizes()) + ", expected (N, " +
+                             std::to_string(c.in_channels) + ", " + std::to_string(c.image_size) + ", " +
+                             std::to_string(c.image_size) + ")");
+  if (!images.is_floating_point())
+    throw std::runtime_error(path + ": tensor \"samples\" must be floating point, got " +
+                             std::string(c10::toString(images.scalar_type())));
+  if (labels.dim() != 1 || labels.size(0) != images.size(0))
+    throw std::runtime_error(path + ": tensor \"labels\" has shape " + c10::str(labels.sizes()) + ", expected (" +
+                             std::to_string(images.size(0)) + ") to match \"samples\"");
+  if (labels.is_floating_point() || labels.scalar_type() == torch::kBool)
+    throw std::runtime_error(path + ": tensor \"labels\" must be integer (int64), got " +
+                             std::string(c10::toString(labels.scalar_type())));
+  if (images.size(0) < 2) throw std::runtime_error(path + ": need at least 2 samples for the feature covariance");
+  labels = labels.to(torch::kLong);
+  const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+  if (lo < 0 || hi >= c.num_classes)
+    throw std::runtime_error(path + ": tensor \"labels\" holds " + std::to_string(lo < 0 ? lo : hi) +
+                             ", outside the classifier's classes 0.." + std::to_string(c.num_classes - 1));
+  const int64_t bad = images.isfinite().logical_not().sum().item<int64_t>();
+  if (bad > 0)
+    throw std::runtime_error(path + ": tensor \"samples\" holds " + std::to_string(bad) + " non-finite values");
+  images = images.to(torch::kFloat32);
+}
+
+nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+int run_eval(const EvalOptions& o, const GlobalOptions& g) {
+  const torch::Device device = start_up(g);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!o.output.empty()) io::make_output_dir(parent_dir(o.output));
+  io::Metadata clf_meta;
+  Classifier clf = load_classifier(o.classifier, device, &clf_meta);
+  torch::Tensor images, labels;
+  read_samples(o.samples, clf->config, images, labels);
+
+  // Reference: the classifier's features of the real test images.
+  const io::FashionMnist test = io::load_fashion_mnist(o.data_dir, false);
+  const ClassifierOutputs ref_out = classify_images(clf, test.images, o.batch);
+  const FeatureStats ref_stats = feature_stats(ref_out.features);
+  const ImageMetrics ref = image_metrics(ref_out, test.labels, ref_stats);
+
+  const ImageMetrics m = evaluate_images(clf, images, labels, ref_stats, o.batch);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const auto& names = io::fashion_mnist_class_names();
+  auto name_of = [&](size_t c) { return c < names.size() ? names[c] : std::to_string(c); };
+  std::printf("%-12s %6s %9s %10s %14s\n", "class", "n", "accuracy", "diversity", "real diversity");
+  nlohmann::json per_class = nlohmann::json::array();
+  for (size_t c = 0; c < m.per_class_count.size(); ++c) {
+    std::printf("%-12s %6lld %9.4f %10.4f %14.4f\n", name_of(c).c_str(), static_cast<long long>(m.per_class_count[c]),
+                m.per_class_accuracy[c], m.per_class_diversity[c], ref.per_class_diversity[c]);
+    per_class.push_back({{"class", c},
+                         {"name", name_of(c)},
+                         {"n", m.per_class_count[c]},
+                         {"accuracy", number_or_null(m.per_class_accuracy[c])},
+                         {"diversity", number_or_null(m.per_class_diversity[c])},
+                         {"real_diversity", number_or_null(ref.per_class_diversity[c])}});
+  }
+  std::printf("n %lld  fid %.4f  accuracy %.4f  diversity %.4f  (real test set: accuracy %.4f, diversity %.4f)\n",
+              static_cast<long long>(m.n), m.fid, m.accuracy, m.diversity, ref.accuracy, ref.diversity);
+  std::printf("feature network: %s\n", kFeatureNetwork);
+
+  if (!o.output.empty()) {
+    nlohmann::json report = {
+        {"fid", number_or_null(m.fid)},
+        {"accuracy", number_or_null(m.accuracy)},
+        {"diversity", number_or_null(m.diversity)},
+        {"n", m.n},
+        {"per_class", per_class},
+        {"feature_network", kFeatureNetwork},
+        {"samples", o.samples},
+        {"classifier", o.classifier},
+        {"reference", {{"data", "Fashion-MNIST test set"},
+                       {"n", ref.n},
+                       {"accuracy", number_or_null(ref.accuracy)},
+                       {"diversity", number_or_null(ref.diversity)}}},
+        {"seconds", seconds}};
+    if (const auto it = clf_meta.find("test_accuracy"); it != clf_meta.end())
+      report["classifier_test_accuracy"] = it->second;
+    io::write_file_atomic(o.output, report.dump(2) + "\n");
+    std::printf("wrote %s\n", o.output.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_train_classifier_command(CLI::App& app, GlobalOptions& g, int argc, char** argv) {
+  auto* sub = app.add_subcommand("train-classifier",
+                                 "Train the Fashion-MNIST classifier whose features and logits `arcflow eval` uses "
+                                 "(FID stand-in, class accuracy, diversity)");
+  auto o = std::make_shared<TrainClassifierOptions>();
+  ClassifierTrainConfig& c = o->cfg;
+  sub->add_option("-o,--output", o->output, "Weights file to write (safetensors); a summary goes to <output>.json")
+      ->capture_default_str();
+  sub->add_option("--epochs", c.epochs, "Passes over the 60000 training images")->capture_default_str();
+  sub->add_option("--batch", c.batch_size, "Batch size")->capture_default_str();
+  sub->add_option("--lr", c.lr, "Peak AdamW learning rate (short warm-up, then cosine decay)")->capture_default_str();
+  sub->add_option("-s,--seed", c.seed, "Random seed; the same seed reproduces the run")->capture_default_str();
+  sub->add_option("--data-dir", o->data_dir, "Folder with the Fashion-MNIST IDX files")->capture_default_str();
+  sub->add_flag("-q,--quiet", o->quiet, "No progress bar");
+  sub->footer(kFooter);
+  const std::string command = command_line(argc, argv);
+  return [o, &g, command] { return run_train_classifier(*o, g, command); };
+}
+
+Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
+  auto* sub = app.add_subcommand("eval", "Score generated Fashion-MNIST samples: FID on the evaluation classifier's "
+                                         "features against the test set, class accuracy, per-class diversity");
+  auto o = std::make_shared<EvalOptions>();
+  sub->add_option("--samples", o->samples,
+                  "Sample-tensor file (from `arcflow sample --save-tensors`): \"samples\" (N, 1, 28, 28) float, "
+                  "\"labels\" (N) int64")
+      ->required();
+  sub->add_option("--classifier", o->classifier, "Classifier weights from `arcflow train-classifier`")
+      ->capture_default_str();
+  sub->add_option("--data-dir", o->data_dir, "Folder with the Fashion-MNIST IDX files (test set = reference)")
+      ->capture_default_str();
+  sub->add_option("-o,--output", o->output, "Write the report as JSON to this file");
+  sub->add_option("--batch", o->batch, "Classifier batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  sub->footer(kFooter);
+  return [o, &g] { return run_eval(*o, g); };
+}
+
+}  // namespace arcflow::cli

@@ -1,0 +1,239 @@
+// `arcflow sample`: images from a trained image model, written as a PNG grid (with the generation
+// parameters in tEXt chunks) and optionally as a sample-tensor file for `arcflow eval --samples`.
+//
+// A Generator turns (noise, labels) into images and describes itself (NFE, parameters). Today the
+// only one is the guided many-step teacher; distilled students (issue 4: --adapter A --nfe N) add
+// a second make_*_generator() and a branch in make_generator(), and reuse everything else.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/io/png.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/sampling/generate.h"
+#include "arcflow/sampling/samplers.h"
+#include "arcflow/util/progress.h"
+#include "commands.h"
+
+namespace arcflow::cli {
+
+namespace {
+
+struct SampleOptions {
+  std::string teacher;
+  std::string output = "samples.png";
+  std::vector<int64_t> classes;
+  int64_t n = 20;
+  uint64_t seed = 0;
+  TeacherSampling sampling;
+  int nrow = 10;
+  std::string save_tensors;
+  bool quiet = false;
+};
+
+// Something that maps starting noise and labels to images.
+struct Generator {
+  std::vector<int64_t> sample_shape;  // (C, H, W)
+  int64_t num_classes = 0;
+  int nfe = 0;                        // network evaluations per image
+  int64_t progress_total = 0;         // callback steps over the whole run (for the progress bar)
+  std::string label;                  // progress bar label
+  io::Metadata params;                // generation parameters (PNG text chunks, tensor metadata)
+  std::function<torch::Tensor(const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback&)> run;
+};
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+// The command line as typed (from /proc/self/cmdline), arguments shell-quoted where needed.
+std::string command_line() {
+  std::string raw;
+  try {
+    raw = io::read_file("/proc/self/cmdline");
+  } catch (const std::exception&) {
+    return "arcflow sample";
+  }
+  std::string out;
+  size_t start = 0;
+  while (start < raw.size()) {
+    size_t end = raw.find('\0', start);
+    if (end == std::string::npos) end = raw.size();
+    const std::string arg = raw.substr(start, end - start);
+    start = end + 1;
+    bool plain = !arg.empty();
+    for (char c : arg)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string("-_./=:,+@%").find(c) != std::string::npos))
+        plain = false;
+    std::string quoted = plain ? arg : "'";
+    if (!plain) {
+      for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      quoted += "'";
+    }
+    out += (out.empty() ? "" : " ") + quoted;
+  }
+  return out;
+}
+
+// The folder that will hold `file`; `flag` names the option in errors.
+std::string parent_dir(const std::string& file, const std::string& flag) {
+  struct stat st {};
+  if (file.empty() || file.back() == '/' || (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)))
+    throw std::invalid_argument(flag + " '" + file + "' must name a file, not a folder");
+  const size_t slash = file.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : file.substr(0, slash);
+}
+
+// Everything that can be checked without the model.
+void validate(const SampleOptions& o) {
+  if (o.teacher.empty()) throw std::invalid_argument("--teacher FILE is required");
+  if (o.n < 1) throw std::invalid_argument("-n must be >= 1, got " + std::to_string(o.n));
+  if (o.sampling.steps < 1) throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(o.sampling.steps));
+  if (!(o.sampling.shift > 0.0) || !std::isfinite(o.sampling.shift))
+    throw std::invalid_argument("--shift must be > 0, got " + fmt(o.sampling.shift));
+  if (!(o.sampling.timestep_ratio > 0.0) || !std::isfinite(o.sampling.timestep_ratio))
+    throw std::invalid_argument("--timestep-ratio must be > 0, got " + fmt(o.sampling.timestep_ratio));
+  if (!std::isfinite(o.sampling.cfg_scale))
+    throw std::invalid_argument("--cfg-scale must be finite, got " + fmt(o.sampling.cfg_scale));
+  if (o.sampling.max_batch < 1)
+    throw std::invalid_argument("--batch must be >= 1, got " + std::to_string(o.sampling.max_batch));
+  if (o.nrow < 1) throw std::invalid_argument("--nrow must be >= 1, got " + std::to_string(o.nrow));
+  for (int64_t c : o.classes)
+    if (c < 0) throw std::invalid_argument("--class " + std::to_string(c) + " is negative");
+  if (o.output.empty() && o.save_tensors.empty())
+    throw std::invalid_argument("-o is empty and no --save-tensors given: nothing would be written");
+  o.sampling.validate();  // the sampler name, with the list of valid ones
+}
+
+Generator make_teacher_generator(const SampleOptions& o, torch::Device device) {
+  auto model = std::make_shared<DiT>(load_dit(o.teacher, device));
+  const DiTConfig& cfg = (*model)->config;
+  if (cfg.in_channels != 1 && cfg.in_channels != 3)
+    throw std::invalid_argument(o.teacher + ": the model has " + std::to_string(cfg.in_channels) +
+                                " channels; images need 1 (gray) or 3 (RGB)");
+  Generator g;
+  g.sample_shape = {cfg.in_channels, cfg.image_size, cfg.image_size};
+  g.num_classes = cfg.num_classes;
+  g.nfe = teacher_nfe(o.sampling);
+  const int64_t chunks = (o.n + o.sampling.max_batch - 1) / o.sampling.max_batch;
+  g.progress_total = chunks * o.sampling.steps;
+  g.label = "teacher " + o.sampling.sampler;
+  g.params = {{"model", "teacher"},
+              {"teacher", o.teacher},
+              {"sampler", o.sampling.sampler},
+              {"steps", std::to_string(o.sampling.steps)},
+              {"nfe", std::to_string(g.nfe)},
+              {"cfg_scale", fmt(o.sampling.cfg_scale)},
+              {"shift", fmt(o.sampling.shift)},
+              {"timestep_ratio", fmt(o.sampling.timestep_ratio)}};
+  const TeacherSampling s = o.sampling;
+  g.run = [model, s](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
+    return sample_teacher(*model, noise, labels, s, cb);
+  };
+  return g;
+}
+
+// The generator the options ask for (issue 4 adds the distilled student here).
+Generator make_generator(const SampleOptions& o, torch::Device device) { return make_teacher_generator(o, device); }
+
+int run_sample(const SampleOptions& o, const GlobalOptions& global) {
+  validate(o);
+  if (!o.output.empty()) io::make_output_dir(parent_dir(o.output, "-o"));
+  if (!o.save_tensors.empty()) io::make_output_dir(parent_dir(o.save_tensors, "--save-tensors"));
+  const torch::Device device = start_up(global);
+
+  Generator gen = make_generator(o, device);
+  for (int64_t c : o.classes)
+    if (c >= gen.num_classes)
+      throw std::invalid_argument("--class " + std::to_string(c) + " is outside 0.." +
+                                  std::to_string(gen.num_classes - 1) + " (the model has " +
+                                  std::to_string(gen.num_classes) + " classes)");
+  const torch::Tensor labels = make_label_tensor(o.n, o.classes, gen.num_classes);
+  const torch::Tensor noise = make_noise(o.n, gen.sample_shape, o.seed, torch::kCPU);
+
+  ProgressBar bar(gen.label, gen.progress_total, !o.quiet);
+  const SamplerCallback cb = [&bar](const StepInfo& info) { bar.update(info.step + 1); };
+  const torch::Tensor samples = gen.run(noise, labels, cb);  // on the CPU: the device work is done
+  bar.finish();
+  const double seconds = bar.elapsed_seconds();
+
+  io::Metadata params = gen.params;
+  params["seed"] = std::to_string(o.seed);
+  params["n"] = std::to_string(o.n);
+  params["classes"] = o.classes.empty() ? "all" : join(o.classes);
+  params["command"] = command_line();
+  if (!o.output.empty()) {
+    std::map<std::string, std::string> text(params.begin(), params.end());
+    text["labels"] = join(make_labels(o.n, o.classes, gen.num_classes));
+    text["Software"] = "arcflow 0.1.0";
+    io::write_png(o.output, images_to_grid(samples, o.nrow, 2), text);
+    std::printf("wrote %s (%lld images, %d per row)\n", o.output.c_str(), static_cast<long long>(o.n),
+                static_cast<int>(std::min<int64_t>(o.nrow, o.n)));
+  }
+  if (!o.save_tensors.empty()) {
+    save_sample_tensors(o.save_tensors, noise, labels, samples, params);
+    std::printf("wrote %s (noise, labels, samples)\n", o.save_tensors.c_str());
+  }
+  std::printf("NFE per image: %d\n", gen.nfe);
+  std::printf("time: %.2f ms per image (%s for %lld on %s)\n", 1000.0 * seconds / static_cast<double>(o.n),
+              format_duration(seconds).c_str(), static_cast<long long>(o.n), device.str().c_str());
+  return 0;
+}
+
+}  // namespace
+
+Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
+  auto* sub = app.add_subcommand("sample", "Generate images with a trained image model (PNG grid, optionally raw "
+                                           "tensors for `arcflow eval --samples`)");
+  auto o = std::make_shared<SampleOptions>();
+  std::vector<std::string> names;
+  for (const auto& e : samplers()) names.push_back(e.name);
+  sub->add_option("--teacher", o->teacher, "Teacher DiT weights (.safetensors written by the training)")->required();
+  sub->add_option("-o,--output", o->output, "PNG grid to write (empty: none, with --save-tensors)")
+      ->capture_default_str();
+  sub->add_option("--class", o->classes,
+                  "Class of the images; repeat for several (cycled). Default: all classes cycling 0, 1, ...");
+  sub->add_option("-n", o->n, "Number of images (the default gives two of each of 10 classes)")->capture_default_str();
+  sub->add_option("-s,--seed", o->seed, "Noise seed; image i depends only on the seed and i, so a larger -n keeps "
+                                        "the first images")
+      ->capture_default_str();
+  sub->add_option("--steps", o->sampling.steps, "Teacher sampler steps")->capture_default_str();
+  sub->add_option("--cfg-scale", o->sampling.cfg_scale,
+                  "Classifier-free guidance scale (1: conditional model alone, 1 NFE per call instead of 2)")
+      ->capture_default_str();
+  sub->add_option("--sampler", o->sampling.sampler, "Teacher ODE sampler")
+      ->check(CLI::IsMember(names))
+      ->capture_default_str();
+  sub->add_option("--shift", o->sampling.shift, "Schedule shift s (> 0; s > 1 moves steps toward high noise)")
+      ->capture_default_str();
+  sub->add_option("--timestep-ratio", o->sampling.timestep_ratio, "Length of the last step relative to the others")
+      ->capture_default_str();
+  sub->add_option("--nrow", o->nrow, "Images per row of the grid")->capture_default_str();
+  sub->add_option("--save-tensors", o->save_tensors,
+                  "Also write noise, labels and raw samples as safetensors (input of `arcflow eval --samples`)");
+  sub->add_option("--batch", o->sampling.max_batch, "Images per model call (lower it if memory runs out)")
+      ->capture_default_str();
+  sub->add_flag("-q,--quiet", o->quiet, "No progress bar");
+  sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
+  return [o, &g] { return run_sample(*o, g); };
+}
+
+}  // namespace arcflow::cli

@@ -1,0 +1,220 @@
+// `arcflow train-teacher`: flow-matching training of the class-conditional DiT on Fashion-MNIST,
+// with checkpoints (every N steps, on Ctrl-C/SIGTERM and at a time limit), resume, EMA weights and a
+// JSONL log. Output folder layout:
+//   DIR/checkpoint.safetensors   everything needed to resume (weights, EMA, optimizer, RNG, step)
+//   DIR/teacher.safetensors      the EMA weights as a self-describing DiT file (what `sample` loads)
+//   DIR/train.jsonl              one JSON object per logged step
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/io/idx.h"
+#include "arcflow/training/teacher.h"
+#include "arcflow/util/interrupt.h"
+#include "arcflow/util/progress.h"
+#include "commands.h"
+#include "config_file.h"
+
+namespace arcflow::cli {
+
+namespace {
+
+struct TeacherOptions {
+  TeacherTrainConfig cfg;
+  std::string output = "runs/teacher";
+  std::string data_dir = io::kFashionMnistDir;
+  bool resume = false;
+  int64_t checkpoint_every = 250;
+  int64_t log_every = 10;
+  double time_limit_min = 0;  // 0: none
+  int64_t limit_train = 0;    // 0: all 60000 training images
+  bool quiet = false;
+  std::string command_line;
+};
+
+bool file_exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+void add_flags(CLI::App* sub, TeacherOptions& o) {
+  TeacherTrainConfig& c = o.cfg;
+  add_config_option(sub);
+  sub->add_option("-o,--output", o.output, "Run folder: checkpoint.safetensors, teacher.safetensors, train.jsonl")
+      ->capture_default_str();
+  sub->add_flag("--resume", o.resume, "Continue from OUTPUT/checkpoint.safetensors (same model config)");
+  sub->add_option("--data-dir", o.data_dir, "Folder with the Fashion-MNIST IDX files")->capture_default_str();
+  sub->add_option("--limit-train", o.limit_train, "Use only the first N training images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  // Model.
+  sub->add_option("--patch", c.model.patch, "DiT patch size (28 must be divisible by it)")->capture_default_str();
+  sub->add_option("--width", c.model.width, "DiT width D")->capture_default_str();
+  sub->add_option("--depth", c.model.depth, "Number of DiT blocks")->capture_default_str();
+  sub->add_option("--heads", c.model.heads, "Attention heads (must divide the width)")->capture_default_str();
+  sub->add_option("--mlp-ratio", c.model.mlp_ratio, "MLP hidden size / width")->capture_default_str();
+  // Optimisation.
+  sub->add_option("--iters", c.iters, "Total optimizer steps (a resumed run continues up to this)")
+      ->capture_default_str();
+  sub->add_option("--batch", c.batch_size, "Batch size")->capture_default_str();
+  sub->add_option("--lr", c.lr, "AdamW learning rate after warm-up")->capture_default_str();
+  sub->add_option("--beta1", c.beta1, "AdamW beta1")->capture_default_str();
+  sub->add_option("--beta2", c.beta2, "AdamW beta2")->capture_default_str();
+  sub->add_option("--weight-decay", c.weight_decay, "AdamW weight decay")->capture_default_str();
+  sub->add_option("--warmup-iters", c.warmup_iters, "Linear learning-rate warm-up steps")->capture_default_str();
+  sub->add_option("--grad-clip", c.grad_clip, "Gradient-norm clip (0: none)")->capture_default_str();
+  sub->add_option("--ema-decay", c.ema_decay, "EMA decay (beta_t = min(decay, (1+t)/(10+t)))")
+      ->capture_default_str();
+  sub->add_option("--class-dropout", c.class_dropout, "Probability of training on the null class (for CFG)")
+      ->capture_default_str();
+  sub->add_option("--shift", c.shift, "Schedule shift of the training noise levels")->capture_default_str();
+  sub->add_option("-s,--seed", c.seed, "Random seed (initialisation, batches, noise)")->capture_default_str();
+  // Run control.
+  sub->add_option("--checkpoint-every", o.checkpoint_every, "Write a checkpoint every N steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--log-every", o.log_every, "Append to train.jsonl every N steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--time-limit", o.time_limit_min,
+                  "Stop cleanly (checkpoint written, resumable) after this many minutes (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("-q,--quiet", o.quiet, "No progress bar");
+  sub->footer(
+      "Ctrl-C or SIGTERM writes a checkpoint and stops (exit status 130); run again with --resume.\n"
+      "Global options -t/--threads and --device are described in `arcflow --help`.");
+}
+
+void write_outputs(TeacherTrainer& tr, const TeacherOptions& o, const std::string& ckpt_path,
+                   const std::string& teacher_path) {
+  Checkpoint c = tr.checkpoint();
+  c.metadata["command"] = o.command_line;
+  save_checkpoint(ckpt_path, c);
+  save_dit(tr.ema(), teacher_path);
+}
+
+int run(TeacherOptions& o, const GlobalOptions& g) {
+  const torch::Device device = start_up(g);
+  o.cfg.validate();
+  io::make_output_dir(o.output);
+  const std::string ckpt_path = o.output + "/checkpoint.safetensors";
+  const std::string teacher_path = o.output + "/teacher.safetensors";
+  const std::string log_path = o.output + "/train.jsonl";
+  if (!o.resume && file_exists(ckpt_path))
+    throw std::runtime_error(ckpt_path + " exists: pass --resume to continue that run, or choose another -o");
+
+  io::FashionMnist data = io::load_fashion_mnist(o.data_dir, /*train=*/true);
+  if (o.limit_train > 0 && o.limit_train < data.images.size(0)) {
+    data.images = data.images.narrow(0, 0, o.limit_train);
+    data.labels = data.labels.narrow(0, 0, o.limit_train);
+  }
+  TeacherTrainer tr(o.cfg, data.images, data.labels, device);
+  std::printf("DiT: %lld parameters (width %lld, depth %lld, heads %lld, patch %lld, %lld tokens); %lld images\n",
+              static_cast<long long>(count_parameters(*tr.model())), static_cast<long long>(o.cfg.model.width),
+              static_cast<long long>(o.cfg.model.depth), static_cast<long long>(o.cfg.model.heads),
+              static_cast<long long>(o.cfg.model.patch), static_cast<long long>(o.cfg.model.num_tokens()),
+              static_cast<long long>(data.images.size(0)));
+  if (o.resume) {
+    if (!file_exists(ckpt_path)) throw std::runtime_error(ckpt_path + ": no checkpoint to resume from");
+    tr.restore(load_checkpoint(ckpt_path), ckpt_path);
+    std::printf("resumed from %s at step %lld\n", ckpt_path.c_str(), static_cast<long long>(tr.steps_done()));
+  }
+  std::ofstream log(log_path, std::ios::app);
+  if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
+  log << nlohmann::json{{"event", o.resume ? "resume" : "start"}, {"step", tr.steps_done()},
+                        {"config", o.cfg.to_json()}, {"command", o.command_line}}
+             .dump()
+      << "\n"
+      << std::flush;
+
+  install_interrupt_handler();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto t_log = t0;
+  int64_t images_since_log = 0;
+  double loss_sum = 0.0;
+  int64_t loss_n = 0;
+  const int64_t start = tr.steps_done();
+  ProgressBar bar("train-teacher", o.cfg.iters, !o.quiet);
+  bar.update(start);
+  std::string stop_reason;
+  while (tr.steps_done() < o.cfg.iters) {
+    const TeacherStepStats st = tr.step();
+    images_since_log += o.cfg.batch_size;
+    if (!st.skipped) {
+      loss_sum += st.loss;
+      ++loss_n;
+    } else {
+      std::fprintf(stderr, "\nwarning: step %lld: non-finite loss or gradient, step skipped\n",
+                   static_cast<long long>(st.step));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (st.step % o.log_every == 0 || st.step == o.cfg.iters) {
+      const double dt = std::chrono::duration<double>(now - t_log).count();
+      const double loss = loss_n ? loss_sum / static_cast<double>(loss_n) : NAN;
+      log << nlohmann::json{{"step", st.step},
+                            {"loss", loss},
+                            {"grad_norm", st.grad_norm},
+                            {"lr", st.lr},
+                            {"images_per_s", dt > 0 ? static_cast<double>(images_since_log) / dt : 0.0},
+                            {"skipped_total", tr.skipped_steps()},
+                            {"elapsed_s", std::chrono::duration<double>(now - t0).count()}}
+                 .dump()
+          << "\n"
+          << std::flush;
+      char extra[96];
+      std::snprintf(extra, sizeof extra, "loss %.4f  %.0f img/s", loss,
+                    dt > 0 ? static_cast<double>(images_since_log) / dt : 0.0);
+      bar.update(st.step, extra);
+      t_log = now;
+      images_since_log = 0;
+      loss_sum = 0.0;
+      loss_n = 0;
+    }
+    if (st.step % o.checkpoint_every == 0) write_outputs(tr, o, ckpt_path, teacher_path);
+    if (interrupted()) {
+      stop_reason = "interrupted";
+      break;
+    }
+    if (o.time_limit_min > 0 && std::chrono::duration<double>(now - t0).count() > o.time_limit_min * 60.0) {
+      stop_reason = "time limit";
+      break;
+    }
+  }
+  write_outputs(tr, o, ckpt_path, teacher_path);
+  bar.finish();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%lld steps in %s (%.1f images/s); checkpoint %s; EMA teacher %s\n",
+              static_cast<long long>(tr.steps_done() - start), format_duration(secs).c_str(),
+              secs > 0 ? static_cast<double>((tr.steps_done() - start) * o.cfg.batch_size) / secs : 0.0,
+              ckpt_path.c_str(), teacher_path.c_str());
+  if (tr.skipped_steps() > 0)
+    std::printf("%lld steps skipped for non-finite values\n", static_cast<long long>(tr.skipped_steps()));
+  if (stop_reason == "interrupted") {
+    std::fprintf(stderr, "arcflow: interrupted at step %lld; checkpoint written; continue with --resume\n",
+                 static_cast<long long>(tr.steps_done()));
+    return 130;
+  }
+  if (stop_reason == "time limit")
+    std::printf("stopped at the time limit at step %lld of %lld; continue with --resume\n",
+                static_cast<long long>(tr.steps_done()), static_cast<long long>(o.cfg.iters));
+  return 0;
+}
+
+}  // namespace
+
+Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g, int argc, char** argv) {
+  auto* sub = app.add_subcommand("train-teacher",
+                                 "Train the class-conditional DiT teacher on Fashion-MNIST by flow matching");
+  auto o = std::make_shared<TeacherOptions>();
+  std::ostringstream cmd;
+  cmd << "arcflow";
+  for (int i = 1; i < argc; ++i) cmd << " " << argv[i];
+  o->command_line = cmd.str();
+  add_flags(sub, *o);
+  return [o, &g] { return run(*o, g); };
+}
+
+}  // namespace arcflow::cli

@@ -1,0 +1,153 @@
+// The Fashion-MNIST evaluation classifier (layout and keys in arcflow/models/classifier.h), its
+// config JSON and its weights files.
+#include "arcflow/models/classifier.h"
+
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include "arcflow/models/weights.h"
+
+namespace arcflow {
+
+// ----------------------------------------------------------------------------------- config
+
+int64_t ClassifierConfig::final_size() const {
+  int64_t s = image_size;
+  for (size_t i = 0; i < channels.size(); ++i) s /= 2;  // 2x2 max pool, floor
+  return s;
+}
+
+void ClassifierConfig::validate() const {
+  auto positive = [](const std::string& name, int64_t v) {
+    if (v <= 0) throw std::invalid_argument("classifier config: " + name + " must be > 0 (got " + std::to_string(v) + ")");
+  };
+  positive("in_channels", in_channels);
+  positive("image_size", image_size);
+  positive("feature_dim", feature_dim);
+  positive("num_classes", num_classes);
+  if (channels.empty()) throw std::invalid_argument("classifier config: channels must list at least one block");
+  for (size_t i = 0; i < channels.size(); ++i) positive("channels[" + std::to_string(i) + "]", channels[i]);
+  if (final_size() < 1)
+    throw std::invalid_argument("classifier config: image_size " + std::to_string(image_size) + " is too small for " +
+                                std::to_string(channels.size()) + " pooling blocks");
+  if (!(dropout >= 0 && dropout < 1))
+    throw std::invalid_argument("classifier config: dropout must be in [0, 1) (got " + std::to_string(dropout) + ")");
+}
+
+nlohmann::json ClassifierConfig::to_json() const {
+  return {{"in_channels", in_channels}, {"image_size", image_size}, {"channels", channels},
+          {"feature_dim", feature_dim}, {"num_classes", num_classes}, {"dropout", dropout}};
+}
+
+ClassifierConfig ClassifierConfig::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::invalid_argument("classifier config: expected a JSON object, got " + j.dump());
+  static const std::set<std::string> known = {"in_channels", "image_size",  "channels",
+                                              "feature_dim", "num_classes", "dropout"};
+  for (const auto& item : j.items())
+    if (known.count(item.key()) == 0) throw std::invalid_argument("classifier config: unknown field '" + item.key() + "'");
+  auto field = [&](const char* name) -> const nlohmann::json& {
+    if (!j.contains(name)) throw std::invalid_argument(std::string("classifier config: missing field '") + name + "'");
+    return j.at(name);
+  };
+  auto as_integer = [](const nlohmann::json& v, const std::string& name) {
+    if (!v.is_number_integer())
+      throw std::invalid_argument("classifier config: field '" + name + "' must be an integer, got " + v.dump());
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      throw std::invalid_argument("classifier config: field '" + name + "' is too large");
+    return v.get<int64_t>();
+  };
+  ClassifierConfig c;
+  c.in_channels = as_integer(field("in_channels"), "in_channels");
+  c.image_size = as_integer(field("image_size"), "image_size");
+  c.feature_dim = as_integer(field("feature_dim"), "feature_dim");
+  c.num_classes = as_integer(field("num_classes"), "num_classes");
+  const nlohmann::json& ch = field("channels");
+  if (!ch.is_array())
+    throw std::invalid_argument("classifier config: field 'channels' must be an array of integers, got " + ch.dump());
+  c.channels.clear();
+  for (size_t i = 0; i < ch.size(); ++i) c.channels.push_back(as_integer(ch[i], "channels[" + std::to_string(i) + "]"));
+  const nlohmann::json& d = field("dropout");
+  if (!d.is_number()) throw std::invalid_argument("classifier config: field 'dropout' must be a number, got " + d.dump());
+  c.dropout = d.get<double>();
+  c.validate();
+  return c;
+}
+
+// ----------------------------------------------------------------------------------- modules
+
+ConvBlockImpl::ConvBlockImpl(int64_t in, int64_t out) {
+  conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1).bias(false)));
+  bn = register_module("bn", torch::nn::BatchNorm2d(out));
+}
+
+torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
+  return torch::max_pool2d(torch::relu(bn->forward(conv->forward(x))), 2);
+}
+
+ClassifierImpl::ClassifierImpl(const ClassifierConfig& cfg) : config(cfg) {
+  config.validate();
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  int64_t in = config.in_channels;
+  for (int64_t out : config.channels) {
+    blocks->push_back(ConvBlock(in, out));
+    in = out;
+  }
+  const int64_t s = config.final_size();
+  fc1 = register_module("fc1", torch::nn::Linear(in * s * s, config.feature_dim));
+  fc2 = register_module("fc2", torch::nn::Linear(config.feature_dim, config.num_classes));
+  drop = register_module("drop", torch::nn::Dropout(config.dropout));
+}
+
+torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == config.in_channels && x.size(2) == config.image_size &&
+                  x.size(3) == config.image_size,
+              "classifier: expected input (B, ", config.in_channels, ", ", config.image_size, ", ", config.image_size,
+              "), got ", x.sizes());
+  torch::Tensor h = x;
+  for (const auto& b : *blocks) h = b->as<ConvBlockImpl>()->forward(h);
+  return torch::relu(fc1->forward(drop->forward(h.flatten(1))));
+}
+
+torch::Tensor ClassifierImpl::logits_from_features(const torch::Tensor& f) { return fc2->forward(drop->forward(f)); }
+
+torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) { return logits_from_features(features(x)); }
+
+// ----------------------------------------------------------------------------------- files
+
+void save_classifier(Classifier& m, const std::string& path, const io::Metadata& extra) {
+  io::Metadata meta = extra;
+  for (const char* reserved : {"model", "config"})
+    if (meta.count(reserved) != 0)
+      throw std::invalid_argument("save_classifier " + path + ": metadata entry '" + reserved + "' is reserved");
+  meta["model"] = "classifier";
+  meta["config"] = m->config.to_json().dump();
+  save_weights(*m, path, meta);
+}
+
+Classifier load_classifier(const std::string& path, torch::Device device, io::Metadata* metadata) {
+  const io::SafetensorsFile f = io::load_safetensors(path);
+  const auto model = f.metadata.find("model");
+  if (model == f.metadata.end())
+    throw std::runtime_error(path + ": no \"model\" entry in the safetensors metadata (not a classifier file from "
+                             "save_classifier / arcflow train-classifier)");
+  if (model->second != "classifier")
+    throw std::runtime_error(path + ": metadata says model \"" + model->second + "\", expected \"classifier\"");
+  const auto config = f.metadata.find("config");
+  if (config == f.metadata.end())
+    throw std::runtime_error(path + ": no \"config\" entry in the safetensors metadata");
+  ClassifierConfig cfg;
+  try {
+    cfg = ClassifierConfig::from_json(nlohmann::json::parse(config->second));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": invalid config metadata: " + e.what());
+  }
+  Classifier m(cfg);
+  load_state(*m, f.tensors, path);
+  m->to(device);
+  m->eval();
+  if (metadata != nullptr) *metadata = f.metadata;
+  return m;
+}
+
+}  // namespace arcflow
