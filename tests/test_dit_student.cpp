@@ -1,0 +1,257 @@
+// The DiT student (LoRA + mixture head), its adapter files, sampling, and the image distillation
+// problem, each checked against an independent computation.
+#include <gtest/gtest.h>
+
+#include "arcflow/core/schedule.h"
+#include "arcflow/models/dit_student.h"
+#include "arcflow/models/weights.h"
+#include "arcflow/sampling/generate.h"
+#include "arcflow/sampling/student_sampling.h"
+#include "arcflow/training/image_distill.h"
+#include "temp_dir.h"
+
+using namespace arcflow;
+
+namespace {
+
+DiTConfig tiny() {
+  DiTConfig c;
+  c.in_channels = 2;
+  c.image_size = 8;
+  c.patch = 4;
+  c.width = 16;
+  c.depth = 2;
+  c.heads = 2;
+  c.num_classes = 3;
+  return c;
+}
+
+// A teacher whose every parameter is random (no zero-initialised layer left).
+DiT random_teacher(const DiTConfig& c, uint64_t seed = 0) {
+  torch::manual_seed(seed);
+  DiT t(c);
+  torch::NoGradGuard g;
+  for (auto& p : t->parameters()) p.normal_(0.0, 0.2);
+  return t;
+}
+
+DiTStudentConfig student_cfg(int64_t K, double noise = 0.05) {
+  DiTStudentConfig s;
+  s.K = K;
+  s.head_bias_noise = noise;
+  s.lora.dropout = 0.0;
+  return s;
+}
+
+}  // namespace
+
+TEST(DiTStudent, StartsAsTheTeacherUpToTheBiasNoise) {
+  DiT teacher = random_teacher(tiny());
+  teacher->eval();
+  DiTStudent s(teacher, student_cfg(4));
+  s->eval();
+  const torch::Tensor x = torch::randn({3, 2, 8, 8});
+  const torch::Tensor sigma = torch::tensor({0.9f, 0.5f, 0.1f});
+  const torch::Tensor y = torch::tensor({0, 2, 3}, torch::kLong);
+  torch::NoGradGuard g;
+  const Policy p = s->forward(x, sigma, y);
+  ASSERT_EQ(p.means.sizes(), torch::IntArrayRef({3, 4, 2, 8, 8}));
+  ASSERT_EQ(p.logweights.sizes(), torch::IntArrayRef({3, 4, 1, 8, 8}));
+  const torch::Tensor u_student = velocity(p, sigma);
+  const torch::Tensor u_teacher = teacher->forward(x, sigma, y);
+  // Uniform weights: the student's velocity is the teacher's plus the mean over components of the
+  // bias noise, which we read back from the head (bias_k - teacher bias), unpatchified by hand.
+  const torch::Tensor noise = (s->proj_out_means->bias.view({4, -1}) - teacher->proj_out->bias).mean(0);  // (p*p*C)
+  torch::Tensor want = u_teacher.clone();
+  for (int64_t c = 0; c < 2; ++c)
+    for (int64_t yy = 0; yy < 8; ++yy)
+      for (int64_t xx = 0; xx < 8; ++xx) {
+        const int64_t py = yy % 4, px = xx % 4;
+        want.select(1, c).select(1, yy).select(1, xx) += noise[(py * 4 + px) * 2 + c];
+      }
+  EXPECT_TRUE(torch::allclose(u_student, want, 1e-5, 1e-5)) << (u_student - want).abs().max();
+  EXPECT_LT((u_student - u_teacher).abs().max().item<double>(), 0.1);
+}
+
+TEST(DiTStudent, HeadLayoutIsComponentThenPixelThenChannel) {
+  DiT teacher = random_teacher(tiny());
+  DiTStudent s(teacher, student_cfg(3, 0.0));
+  torch::NoGradGuard g;
+  // Zero weights, biases encoding their own index: means bias (k, py, px, c) = 1000 k + 100 py + 10 px + c.
+  s->proj_out_means->weight.zero_();
+  s->proj_out_logweights->weight.zero_();
+  s->proj_out_log_gammas->weight.zero_();
+  for (int64_t k = 0; k < 3; ++k)
+    for (int64_t py = 0; py < 4; ++py)
+      for (int64_t px = 0; px < 4; ++px) {
+        for (int64_t c = 0; c < 2; ++c)
+          s->proj_out_means->bias[((k * 4 + py) * 4 + px) * 2 + c] = 1000.0 * k + 100.0 * py + 10.0 * px + c;
+        s->proj_out_logweights->bias[(k * 4 + py) * 4 + px] = 0.01 * (k + 1) + 0.001 * py;
+        if (k < 2) s->proj_out_log_gammas->bias[(k * 4 + py) * 4 + px] = 0.1 * (k + 1) + 0.01 * px;
+      }
+  const Policy p = s->forward(torch::randn({1, 2, 8, 8}), torch::tensor({0.5f}), torch::tensor({1}, torch::kLong));
+  for (int64_t k = 0; k < 3; ++k)
+    for (int64_t yy : {0, 3, 5, 7})
+      for (int64_t xx : {0, 2, 6}) {
+        const int64_t py = yy % 4, px = xx % 4;
+        for (int64_t c = 0; c < 2; ++c)
+          EXPECT_FLOAT_EQ(p.means[0][k][c][yy][xx].item<float>(), 1000.0f * k + 100.0f * py + 10.0f * px + c);
+        EXPECT_FLOAT_EQ(p.logweights[0][k][0][yy][xx].item<float>(), 0.01f * (k + 1) + 0.001f * py);
+        // log_gammas: component 0 is fixed at 0, head component j is policy component j + 1.
+        const float g_want = k == 0 ? 0.0f : 0.1f * k + 0.01f * px;
+        EXPECT_FLOAT_EQ(p.log_gammas[0][k][0][yy][xx].item<float>(), g_want);
+      }
+}
+
+TEST(DiTStudent, TrainableFractionUnderFivePercentWithDefaults) {
+  torch::manual_seed(0);
+  DiT teacher{DiTConfig{}};  // the shipped preset: width 256, depth 6, patch 4
+  DiTStudent s(teacher, DiTStudentConfig{});
+  const double frac = static_cast<double>(s->trainable_count()) / static_cast<double>(s->total_count());
+  EXPECT_LT(frac, 0.05) << s->trainable_count() << " of " << s->total_count();
+  EXPECT_GT(frac, 0.01);
+  // Only LoRA and the head train; the teacher's own weights are frozen.
+  int64_t requiring = 0;
+  for (const auto& p : s->parameters())
+    if (p.requires_grad()) requiring += p.numel();
+  EXPECT_EQ(requiring, s->trainable_count());
+}
+
+TEST(DiTStudent, FusedAndUnfusedLoRAGiveTheSameOutput) {
+  DiT teacher = random_teacher(tiny());
+  DiTStudent s(teacher, student_cfg(4));
+  s->eval();
+  torch::NoGradGuard g;
+  for (auto& p : lora_parameters(*s->base)) p.normal_(0.0, 0.3);  // B is zero at start: make LoRA matter
+  const torch::Tensor x = torch::randn({2, 2, 8, 8});
+  const torch::Tensor sigma = torch::tensor({0.7f, 0.2f});
+  const torch::Tensor y = torch::tensor({1, 0}, torch::kLong);
+  const Policy a = s->forward(x, sigma, y);
+  fuse_lora(*s->base);
+  const Policy b = s->forward(x, sigma, y);
+  unfuse_lora(*s->base);
+  const Policy c = s->forward(x, sigma, y);
+  EXPECT_TRUE(torch::allclose(a.means, b.means, 1e-5, 1e-5)) << (a.means - b.means).abs().max();
+  EXPECT_TRUE(torch::allclose(a.log_gammas, b.log_gammas, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(a.means, c.means, 1e-5, 1e-5));
+  // LoRA does change the output (the check above is not vacuous).
+  DiTStudent fresh(teacher, student_cfg(4));
+  fresh->eval();
+  EXPECT_GT((fresh->forward(x, sigma, y).means - a.means).abs().max().item<float>(), 1e-3);
+}
+
+TEST(DiTStudent, AdapterRoundTripGivesIdenticalSamples) {
+  arcflow::test::TempDir dir;
+  DiT teacher = random_teacher(tiny());
+  DiTStudent s(teacher, student_cfg(4));
+  {
+    torch::NoGradGuard g;
+    for (auto& p : lora_parameters(*s->base)) p.normal_(0.0, 0.3);
+    s->proj_out_log_gammas->weight.normal_(0.0, 0.1);
+  }
+  save_adapter(s, dir.file("a.safetensors"));
+  const io::SafetensorsFile f = io::load_safetensors(dir.file("a.safetensors"));
+  // PEFT naming under the teacher's module names.
+  EXPECT_EQ(f.tensors.count("blocks.0.mlp.fc1.lora_A.weight"), 1u);
+  EXPECT_EQ(f.tensors.at("blocks.1.mlp.fc2.lora_B.weight").sizes(), torch::IntArrayRef({16, 8}));
+  EXPECT_EQ(f.tensors.count("proj_out_means.weight"), 1u);
+  EXPECT_EQ(f.tensors.count("blocks.0.attn.qkv.weight"), 0u);  // no teacher weights
+  EXPECT_EQ(f.metadata.at("lora_rank"), "8");
+
+  DiTStudent r = load_adapter(teacher, dir.file("a.safetensors"));
+  const torch::Tensor noise = make_noise(4, {2, 8, 8}, 7, torch::kCPU);
+  const torch::Tensor labels = torch::tensor({0, 1, 2, 0}, torch::kLong);
+  StudentSampling opt;
+  opt.nfe = 2;
+  const torch::Tensor a = sample_student(s, noise, labels, opt);
+  const torch::Tensor b = sample_student(r, noise, labels, opt);
+  EXPECT_TRUE(torch::equal(a, b));
+  // A teacher of another shape, or a damaged adapter, is refused with the file named.
+  DiTConfig other = tiny();
+  other.width = 32;
+  other.heads = 4;
+  try {
+    load_adapter(DiT(other), dir.file("a.safetensors"));
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("a.safetensors"), std::string::npos) << e.what();
+  }
+  io::TensorMap t = f.tensors;
+  t.erase("proj_out_logweights.bias");
+  io::save_safetensors(dir.file("b.safetensors"), t, f.metadata);
+  EXPECT_THROW(load_adapter(teacher, dir.file("b.safetensors")), std::runtime_error);
+}
+
+TEST(StudentSampling, LinearStudentAtInitIsTheTeachersEulerSteps) {
+  // K = 1, g = 0 and no bias noise: the student is exactly the (unguided, conditional) teacher,
+  // so its N closed-form steps are N Euler steps of the teacher (cfg 1).
+  DiT teacher = random_teacher(tiny(), 3);
+  DiTStudent s(teacher, student_cfg(1, 0.0));
+  const torch::Tensor noise = make_noise(3, {2, 8, 8}, 1, torch::kCPU);
+  const torch::Tensor labels = torch::tensor({2, 0, 1}, torch::kLong);
+  for (int nfe : {1, 2, 3}) {
+    StudentSampling so;
+    so.nfe = nfe;
+    so.shift = 2.0;
+    TeacherSampling ts;
+    ts.sampler = "euler";
+    ts.steps = nfe;
+    ts.shift = 2.0;
+    ts.cfg_scale = 1.0;
+    const torch::Tensor a = sample_student(s, noise, labels, so);
+    const torch::Tensor b = sample_teacher(teacher, noise, labels, ts);
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-5)) << "nfe " << nfe << ": " << (a - b).abs().max();
+  }
+}
+
+TEST(ImageDistill, TinyDiTDistillsEndToEndAndLowersItsLoss) {
+  DiT teacher = random_teacher(tiny(), 4);
+  torch::manual_seed(0);
+  DiTStudent s(teacher, student_cfg(4));
+  DistillConfig d;
+  d.batch_size = 8;
+  d.num_decay_iters = 0;  // teacher_ratio 0 from the start: the objective does not drift
+  d.warmup_iters = 0;
+  d.lr = 3e-3;
+  d.ema_start = 5;
+  d.seed = 1;
+  Distiller dist(make_dit_distill_problem(s, teacher, 2.0, torch::kCPU), d);
+  double first = 0, last = 0;
+  for (int i = 0; i < 40; ++i) {
+    const DistillStats st = dist.step();
+    ASSERT_FALSE(st.skipped);
+    ASSERT_EQ(st.step_losses.size(), 2u);
+    if (i < 5) first += st.loss / 5;
+    if (i >= 35) last += st.loss / 5;
+  }
+  EXPECT_LT(last, 0.7 * first) << first << " -> " << last;
+}
+
+TEST(ImageDistill, ResumeGivesTheSameLosses) {
+  arcflow::test::TempDir dir;
+  DiT teacher = random_teacher(tiny(), 5);
+  auto make = [&](uint64_t seed) {
+    torch::manual_seed(seed);
+    DiTStudentConfig c = student_cfg(3);
+    c.lora.dropout = 0.1;  // uses torch's global generator: the checkpoint must carry it
+    return DiTStudent(teacher, c);
+  };
+  DistillConfig d;
+  d.batch_size = 4;
+  d.num_decay_iters = 4;
+  d.warmup_iters = 2;
+  d.ema_start = 2;
+  DiTStudent sa = make(0);
+  Distiller a(make_dit_distill_problem(sa, teacher, 3.0, torch::kCPU), d);
+  std::vector<double> losses;
+  for (int i = 0; i < 3; ++i) a.step();
+  save_checkpoint(dir.file("c.safetensors"), a.checkpoint());
+  for (int i = 0; i < 3; ++i) losses.push_back(a.step().loss);
+
+  DiTStudent sb = make(9);  // another head noise: everything must come from the checkpoint
+  Distiller b(make_dit_distill_problem(sb, teacher, 3.0, torch::kCPU), d);
+  b.restore(load_checkpoint(dir.file("c.safetensors")), "c.safetensors");
+  EXPECT_EQ(b.iteration(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(b.step().loss, losses[i]) << "iteration " << i + 4;
+  for (size_t i = 0; i < a.ema().size(); ++i) EXPECT_TRUE(torch::equal(a.ema()[i], b.ema()[i])) << i;
+}
