@@ -19,6 +19,8 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/png.h"
 #include "arcflow/models/dit.h"
+#include "arcflow/models/dit_student.h"
+#include "arcflow/sampling/student_sampling.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/sampling/samplers.h"
 #include "arcflow/util/progress.h"
@@ -35,6 +37,9 @@ struct SampleOptions {
   int64_t n = 20;
   uint64_t seed = 0;
   TeacherSampling sampling;
+  std::string adapter;  // set: sample the distilled student instead of the teacher
+  StudentSampling student;  // nfe and temperature; shift, ratio and batch come from `sampling`
+  bool shift_given = false, ratio_given = false, nfe_given = false;
   int nrow = 10;
   std::string save_tensors;
   bool quiet = false;
@@ -121,6 +126,9 @@ void validate(const SampleOptions& o) {
   if (o.output.empty() && o.save_tensors.empty())
     throw std::invalid_argument("-o is empty and no --save-tensors given: nothing would be written");
   o.sampling.validate();  // the sampler name, with the list of valid ones
+  if (!o.adapter.empty()) o.student.validate();
+  if (o.adapter.empty() && (o.nfe_given || o.student.temperature != 1.0))
+    throw std::invalid_argument("--nfe and --temperature are for students: pass --adapter (teachers use --steps)");
 }
 
 Generator make_teacher_generator(const SampleOptions& o, torch::Device device) {
@@ -151,8 +159,57 @@ Generator make_teacher_generator(const SampleOptions& o, torch::Device device) {
   return g;
 }
 
-// The generator the options ask for (issue 4 adds the distilled student here).
-Generator make_generator(const SampleOptions& o, torch::Device device) { return make_teacher_generator(o, device); }
+// The distilled student: LoRA fused, one NFE per step, no guidance pass.
+Generator make_student_generator(const SampleOptions& o, torch::Device device) {
+  DiT teacher = load_dit(o.teacher, device);
+  io::Metadata meta;
+  auto student = std::make_shared<DiTStudent>(load_adapter(teacher, o.adapter, &meta));
+  (*student)->to(device);
+  fuse_lora(*(*student)->base);
+  // Unless given, the schedule is the one the adapter was distilled for (its metadata).
+  StudentSampling so = o.student;
+  so.max_batch = o.sampling.max_batch;
+  so.shift = o.sampling.shift;
+  so.timestep_ratio = o.sampling.timestep_ratio;
+  const auto from_meta = [&](const char* key, bool given, double& v) {
+    if (!given && meta.count(key)) v = std::stod(meta.at(key));
+  };
+  from_meta("shift", o.shift_given, so.shift);
+  from_meta("timestep_ratio", o.ratio_given, so.timestep_ratio);
+  if (!o.nfe_given && meta.count("nfe")) so.nfe = std::stoi(meta.at("nfe"));
+  so.validate();
+  const DiTConfig& cfg = teacher->config;
+  Generator g;
+  g.sample_shape = {cfg.in_channels, cfg.image_size, cfg.image_size};
+  g.num_classes = cfg.num_classes;
+  g.progress_total = ((o.n + o.student.max_batch - 1) / o.student.max_batch) * o.student.nfe;
+  g.label = "student";
+  g.params = {{"model", "student"},
+              {"teacher", o.teacher},
+              {"adapter", o.adapter},
+              {"K", std::to_string((*student)->config.K)},
+              {"nfe", std::to_string(o.student.nfe)},
+              {"shift", fmt(o.student.shift)},
+              {"timestep_ratio", fmt(o.student.timestep_ratio)},
+              {"temperature", fmt(o.student.temperature)}};
+  if (meta.count("nfe") && meta.at("nfe") != std::to_string(so.nfe))
+    std::fprintf(stderr, "note: %s was distilled for %s steps; sampling with --nfe %d\n", o.adapter.c_str(),
+                 meta.at("nfe").c_str(), so.nfe);
+  g.params["nfe"] = std::to_string(so.nfe);
+  g.params["shift"] = fmt(so.shift);
+  g.params["timestep_ratio"] = fmt(so.timestep_ratio);
+  g.nfe = so.nfe;
+  g.progress_total = ((o.n + so.max_batch - 1) / so.max_batch) * so.nfe;
+  g.run = [student, so](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
+    return sample_student(*student, noise, labels, so, cb);
+  };
+  return g;
+}
+
+// The generator the options ask for.
+Generator make_generator(const SampleOptions& o, torch::Device device) {
+  return o.adapter.empty() ? make_teacher_generator(o, device) : make_student_generator(o, device);
+}
 
 int run_sample(const SampleOptions& o, const GlobalOptions& global) {
   validate(o);
@@ -226,6 +283,12 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   sub->add_option("--timestep-ratio", o->sampling.timestep_ratio, "Length of the last step relative to the others")
       ->capture_default_str();
+  sub->add_option("--adapter", o->adapter,
+                  "Distilled student adapter (from `arcflow distill`): sample it instead of the teacher");
+  sub->add_option("--nfe", o->student.nfe, "Student steps (with --adapter; 1 NFE each; default: what the adapter was distilled for)")->capture_default_str();
+  sub->add_option("--temperature", o->student.temperature,
+                  "Student mixture temperature on all but the last step (with --adapter)")
+      ->capture_default_str();
   sub->add_option("--nrow", o->nrow, "Images per row of the grid")->capture_default_str();
   sub->add_option("--save-tensors", o->save_tensors,
                   "Also write noise, labels and raw samples as safetensors (input of `arcflow eval --samples`)");
@@ -233,7 +296,12 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "No progress bar");
   sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
-  return [o, &g] { return run_sample(*o, g); };
+  return [o, sub, &g] {
+    o->shift_given = sub->get_option("--shift")->count() > 0;
+    o->ratio_given = sub->get_option("--timestep-ratio")->count() > 0;
+    o->nfe_given = sub->get_option("--nfe")->count() > 0;
+    return run_sample(*o, g);
+  };
 }
 
 }  // namespace arcflow::cli
