@@ -17,5 +17,6 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g);
 Runner add_sample_command(CLI::App& app, GlobalOptions& g);
 Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g, int argc, char** argv);
 Runner add_distill_command(CLI::App& app, GlobalOptions& g, int argc, char** argv);
+Runner add_bench_command(CLI::App& app, GlobalOptions& g);
 
 }  // namespace arcflow::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // logs of background runs keep stdout and stderr in order
   CLI::App app{
       "arcflow: distil a many-step flow-matching generator into a 2-step one with ArcFlow\n"
       "(a per-pixel mixture of momentum processes integrated in closed form)."};
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   reg(arcflow::cli::add_sample_command(app, global));
   reg(arcflow::cli::add_train_teacher_command(app, global, argc, argv));
   reg(arcflow::cli::add_distill_command(app, global, argc, argv));
+  reg(arcflow::cli::add_bench_command(app, global));
 
   try {
     app.parse(argc, argv);

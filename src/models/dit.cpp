@@ -272,6 +272,17 @@ torch::Tensor patchify_image_to_tokens(const torch::Tensor& image, int64_t patch
   return image.reshape({B, C, g, patch, g, patch}).permute({0, 2, 4, 3, 5, 1}).reshape({B, g * g, patch * patch * C});
 }
 
+double dit_forward_flops(const DiTConfig& c, int64_t batch) {
+  const double N = static_cast<double>(c.num_tokens()), D = static_cast<double>(c.width);
+  const double M = static_cast<double>(c.mlp_hidden()), P = static_cast<double>(c.token_dim());
+  const double per_token_block = 2 * D * 3 * D + 2 * N * D * 2 + 2 * D * D + 2 * D * M * 2;
+  const double per_image_block = 2 * D * 6 * D;  // adaLN modulation
+  const double embed = N * 2 * P * D, head = N * 2 * D * P + 2 * D * 2 * D;
+  const double temb = 2 * 256 * D + 2 * D * D;
+  const double per_image = embed + static_cast<double>(c.depth) * (N * per_token_block + per_image_block) + head + temb;
+  return per_image * static_cast<double>(batch);
+}
+
 int64_t count_parameters(torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters(true)) n += p.numel();

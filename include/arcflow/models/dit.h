@@ -154,6 +154,12 @@ torch::Tensor patchify_tokens_to_image(const torch::Tensor& tokens, int64_t patc
 // The inverse: image (B, C, H, W) -> tokens (B, N, p*p*C) in the same order.
 torch::Tensor patchify_image_to_tokens(const torch::Tensor& image, int64_t patch);
 
+// Floating-point operations (multiply and add counted as 2) of one forward pass over `batch`
+// images: the matrix products of the patch embedding, attention (qkv, q k^T, weights v, proj), MLP,
+// adaLN modulation, timestep MLP, final modulation and proj_out. Element-wise work (norms, GELU,
+// softmax) is left out: it is a few percent.
+double dit_forward_flops(const DiTConfig& c, int64_t batch);
+
 // Number of elements of all parameters of `m` (trainable or not).
 int64_t count_parameters(torch::nn::Module& m);
 

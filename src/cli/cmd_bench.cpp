@@ -1,0 +1,207 @@
+// `arcflow bench`: the speed figures of the image pipeline, measured in one run on one machine
+// (warm-up, then median, min and max of repeats): ms per image of teacher-100 (Euler 50 steps with
+// guidance), teacher-2 and the fused 2-step student at two batch sizes and the student's speed-up;
+// the closed-form integration's share of a student step; the DiT forward's GFLOP/s against the
+// machine's GEMM rate measured in the same run; distillation and teacher-training throughput; peak
+// resident memory of sampling and of distillation. JSON to -o, a table on stdout.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "arcflow/core/policy.h"
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/models/dit_student.h"
+#include "arcflow/sampling/generate.h"
+#include "arcflow/sampling/student_sampling.h"
+#include "arcflow/training/image_distill.h"
+#include "arcflow/training/teacher.h"
+#include "arcflow/util/resources.h"
+#include "commands.h"
+
+namespace arcflow::cli {
+
+namespace {
+
+struct BenchOptions {
+  std::string teacher = "models/teacher.safetensors";
+  std::string adapter;  // empty: a fresh student (same cost as a trained one)
+  std::vector<int64_t> batches{1, 64};
+  int repeats = 3;
+  int gemm_size = 2048;
+  bool skip_training = false;
+  std::string output = "bench.json";
+};
+
+struct Timing {
+  double median = 0, min = 0, max = 0;  // seconds
+  nlohmann::json json(double per = 1.0) const {
+    return {{"median_ms", 1e3 * median / per}, {"min_ms", 1e3 * min / per}, {"max_ms", 1e3 * max / per}};
+  }
+};
+
+// One warm-up call, then `repeats` timed calls.
+Timing time_it(const std::function<void()>& f, int repeats) {
+  f();
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], t.front(), t.back()};
+}
+
+void sync(torch::Device d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+int run(const BenchOptions& o, const GlobalOptions& g) {
+  const torch::Device dev = start_up(g);
+  if (o.repeats < 1) throw std::invalid_argument("--repeats must be >= 1");
+  for (int64_t b : o.batches)
+    if (b < 1) throw std::invalid_argument("--batch-sizes must be >= 1, got " + std::to_string(b));
+  nlohmann::json out;
+  out["device"] = dev.str();
+  out["threads"] = torch::get_num_threads();
+
+  // GEMM rate: the best of the repeats of an n x n float32 product.
+  {
+    torch::NoGradGuard ng;
+    const int64_t n = o.gemm_size;
+    const torch::Tensor a = torch::randn({n, n}, torch::TensorOptions().device(dev));
+    const torch::Tensor b = torch::randn({n, n}, torch::TensorOptions().device(dev));
+    const Timing t = time_it([&] { torch::Tensor c = torch::mm(a, b); sync(dev); }, std::max(3, o.repeats));
+    out["gemm_gflops"] = 2.0 * n * n * n / t.min / 1e9;
+    out["gemm_size"] = n;
+  }
+
+  DiT teacher = load_dit(o.teacher, dev);
+  teacher->eval();
+  const DiTConfig& cfg = teacher->config;
+  torch::manual_seed(0);
+  DiTStudent student = o.adapter.empty() ? DiTStudent(teacher, DiTStudentConfig{}) : load_adapter(teacher, o.adapter);
+  student->to(dev);
+  student->eval();
+  fuse_lora(*student->base);
+  const std::vector<int64_t> shape{cfg.in_channels, cfg.image_size, cfg.image_size};
+
+  // DiT forward rate at the largest batch.
+  const int64_t big = *std::max_element(o.batches.begin(), o.batches.end());
+  {
+    torch::NoGradGuard ng;
+    const torch::Tensor x = make_noise(big, shape, 1, dev);
+    const torch::Tensor s = torch::full({big}, 0.5, x.options());
+    const torch::Tensor y = torch::zeros({big}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    const Timing t = time_it([&] { teacher->forward(x, s, y); sync(dev); }, o.repeats);
+    out["forward_batch"] = big;
+    out["forward_ms"] = 1e3 * t.median;
+    out["forward_gflops"] = dit_forward_flops(cfg, big) / t.median / 1e9;
+    out["gemm_fraction"] = out["forward_gflops"].get<double>() / out["gemm_gflops"].get<double>();
+    // Integration share of a student step: the network call vs the closed-form integration.
+    Policy p;
+    const Timing tf = time_it([&] { p = student->forward(x, s, y); sync(dev); }, o.repeats);
+    const torch::Tensor s0 = torch::zeros({big}, x.options());
+    const Timing ti = time_it([&] { integrate(p, x, s, s0); sync(dev); }, o.repeats);
+    out["student_forward_ms"] = 1e3 * tf.median;
+    out["integration_ms"] = 1e3 * ti.median;
+    out["integration_share"] = ti.median / (ti.median + tf.median);
+  }
+
+  // Sampling: ms per image.
+  reset_peak_rss();
+  nlohmann::json rows = nlohmann::json::array();
+  std::map<int64_t, std::map<std::string, double>> ms;
+  for (int64_t b : o.batches) {
+    const torch::Tensor noise = make_noise(b, shape, 0, torch::kCPU);
+    const torch::Tensor labels = make_label_tensor(b, {}, cfg.num_classes);
+    TeacherSampling t100;
+    t100.steps = 50;
+    t100.cfg_scale = 4.0;
+    TeacherSampling t2 = t100;
+    t2.steps = 1;  // one guided Euler step: 2 NFE
+    StudentSampling s2;
+    s2.nfe = 2;
+    const std::vector<std::tuple<std::string, int, std::function<void()>>> methods = {
+        {"teacher-euler-50-cfg", 100, [&] { sample_teacher(teacher, noise, labels, t100); }},
+        {"teacher-euler-1-cfg", 2, [&] { sample_teacher(teacher, noise, labels, t2); }},
+        {"student-2", 2, [&] { sample_student(student, noise, labels, s2); }}};
+    for (const auto& [name, nfe, f] : methods) {
+      const Timing t = time_it([&] { f(); sync(dev); }, name == "teacher-euler-50-cfg" ? std::min(o.repeats, 2) : o.repeats);
+      nlohmann::json r = t.json(static_cast<double>(b));
+      r["method"] = name;
+      r["nfe"] = nfe;
+      r["batch"] = b;
+      rows.push_back(r);
+      ms[b][name] = 1e3 * t.median / static_cast<double>(b);
+      std::printf("%-22s batch %3lld  %4d NFE  %10.2f ms/image (min %.2f, max %.2f)\n", name.c_str(),
+                  static_cast<long long>(b), nfe, ms[b][name], 1e3 * t.min / b, 1e3 * t.max / b);
+    }
+    out["speedup_b" + std::to_string(b)] = ms[b]["teacher-euler-50-cfg"] / ms[b]["student-2"];
+  }
+  out["rows"] = rows;
+  out["sampling_peak_rss_mb"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+
+  if (!o.skip_training) {
+    // Distillation iterations per second (the default recipe's batch 16) and teacher training rate.
+    reset_peak_rss();
+    torch::manual_seed(0);
+    DiTStudent train_student(teacher, DiTStudentConfig{});
+    DistillConfig dc;
+    dc.batch_size = 16;
+    Distiller dist(make_dit_distill_problem(train_student, teacher, 4.0, dev), dc);
+    const Timing td = time_it([&] { dist.step(); sync(dev); }, o.repeats);
+    out["distill_it_per_s"] = 1.0 / td.median;
+    out["distill_batch"] = dc.batch_size;
+    out["distill_peak_rss_mb"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+    TeacherTrainConfig tc;
+    tc.model = cfg;
+    tc.batch_size = 64;
+    const torch::Tensor images = torch::rand({256, cfg.in_channels, cfg.image_size, cfg.image_size}) * 2 - 1;
+    const torch::Tensor labels = torch::arange(256, torch::kLong) % cfg.num_classes;
+    TeacherTrainer tt(tc, images, labels, dev);
+    const Timing tr = time_it([&] { tt.step(); sync(dev); }, o.repeats);
+    out["teacher_train_images_per_s"] = static_cast<double>(tc.batch_size) / tr.median;
+  }
+
+  std::printf("GEMM %.1f GFLOP/s; DiT forward (batch %lld) %.1f GFLOP/s = %.0f%% of it\n",
+              out["gemm_gflops"].get<double>(), static_cast<long long>(big), out["forward_gflops"].get<double>(),
+              100 * out["gemm_fraction"].get<double>());
+  std::printf("closed-form integration: %.3f ms of a %.2f ms student step (%.2f%%)\n",
+              out["integration_ms"].get<double>(), out["student_forward_ms"].get<double>() + out["integration_ms"].get<double>(),
+              100 * out["integration_share"].get<double>());
+  for (int64_t b : o.batches)
+    std::printf("speed-up of student-2 over teacher-100 at batch %lld: %.1fx\n", static_cast<long long>(b),
+                out["speedup_b" + std::to_string(b)].get<double>());
+  if (out.contains("distill_it_per_s"))
+    std::printf("distillation %.3f it/s (batch 16); teacher training %.1f images/s; peak RSS sampling %.0f MB, "
+                "distillation %.0f MB\n",
+                out["distill_it_per_s"].get<double>(), out["teacher_train_images_per_s"].get<double>(),
+                out["sampling_peak_rss_mb"].get<double>(), out["distill_peak_rss_mb"].get<double>());
+  io::write_file_atomic(o.output, out.dump(2) + "\n");
+  std::printf("wrote %s\n", o.output.c_str());
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench_command(CLI::App& app, GlobalOptions& g) {
+  auto* sub = app.add_subcommand("bench", "Measure sampling speed (teacher-100 vs student-2), the integration's share, "
+                                          "GEMM efficiency, training throughput and peak memory");
+  auto o = std::make_shared<BenchOptions>();
+  sub->add_option("--teacher", o->teacher, "Teacher DiT weights")->capture_default_str();
+  sub->add_option("--adapter", o->adapter, "Student adapter (default: a fresh K=16 student, same cost)");
+  sub->add_option("--batch-sizes", o->batches, "Batch sizes of the sampling rows")->delimiter(',')->capture_default_str();
+  sub->add_option("--repeats", o->repeats, "Timed repeats after one warm-up (teacher-100: at most 2)")
+      ->capture_default_str();
+  sub->add_option("--gemm-size", o->gemm_size, "Matrix size of the GEMM-rate measurement")->capture_default_str();
+  sub->add_flag("--skip-training", o->skip_training, "Skip the distillation and teacher-training rows");
+  sub->add_option("-o,--output", o->output, "JSON report")->capture_default_str();
+  sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
+  return [o, &g] { return run(*o, g); };
+}
+
+}  // namespace arcflow::cli

@@ -1,0 +1,305 @@
+// The few-step comparison table (see benchmark_table.h): builds the list of methods, generates each
+// from the shared noise, and scores it against the test-set statistics and the reference teacher.
+#include "arcflow/evaluation/benchmark_table.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <set>
+#include <stdexcept>
+
+#include "arcflow/evaluation/image_metrics.h"
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/io/png.h"
+#include "arcflow/sampling/generate.h"
+
+namespace arcflow {
+
+namespace {
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// One row to generate: a name, its cost, and how to turn (noise, labels) into raw outputs.
+struct Method {
+  std::string name, description;
+  int nfe = 0;
+  int64_t total = 0;  // progress steps over the whole run
+  std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const SamplerCallback&)> run;
+};
+
+Method teacher_method(DiT& teacher, const std::string& name, const std::string& sampler_label,
+                      const TeacherSampling& s, int64_t n) {
+  Method m;
+  m.name = name;
+  m.nfe = teacher_nfe(s);
+  m.description = "teacher, " + sampler_label + " " + std::to_string(s.steps) + " step" + (s.steps == 1 ? "" : "s") +
+                  ", guidance " + num(s.cfg_scale) + ", shift " + num(s.shift);
+  if (s.sampler == "dpmpp_2m" && s.steps <= 2)  // its first and final steps are first order
+    m.description += " (first-order steps only at this count: the same images as Euler)";
+  m.total = ((n + s.max_batch - 1) / s.max_batch) * s.steps;
+  m.run = [&teacher, s](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
+    return sample_teacher(teacher, noise, labels, s, cb);
+  };
+  return m;
+}
+
+Method student_method(BenchmarkStudent& st, int64_t n) {
+  Method m;
+  m.name = st.name;
+  m.nfe = st.sampling.nfe;
+  const int64_t K = st.student->config.K;
+  m.description = std::string(K == 1 ? "linear student (K 1)" : "ArcFlow student (K " + std::to_string(K) + ")") +
+                  ", " + std::to_string(st.sampling.nfe) + " step" + (st.sampling.nfe == 1 ? "" : "s") +
+                  ", shift " + num(st.sampling.shift) +
+                  (st.sampling.temperature != 1.0 ? ", temperature " + num(st.sampling.temperature) : "");
+  m.total = ((n + st.sampling.max_batch - 1) / st.sampling.max_batch) * st.sampling.nfe;
+  DiTStudent student = st.student;
+  const StudentSampling so = st.sampling;
+  m.run = [student, so](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) mutable {
+    return sample_student(student, noise, labels, so, cb);
+  };
+  return m;
+}
+
+void check_compatible(DiT& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
+                      const std::vector<Method>& teacher_rows) {
+  const DiTConfig& t = teacher->config;
+  const ClassifierConfig& c = clf->config;
+  if (c.in_channels != t.in_channels || c.image_size != t.image_size)
+    throw std::invalid_argument("benchmark: the classifier takes " + std::to_string(c.in_channels) + "x" +
+                                std::to_string(c.image_size) + "x" + std::to_string(c.image_size) +
+                                " images but the teacher makes " + std::to_string(t.in_channels) + "x" +
+                                std::to_string(t.image_size) + "x" + std::to_string(t.image_size));
+  if (c.num_classes != t.num_classes)
+    throw std::invalid_argument("benchmark: the classifier has " + std::to_string(c.num_classes) +
+                                " classes but the teacher has " + std::to_string(t.num_classes));
+  std::set<std::string> names;
+  for (const Method& m : teacher_rows) names.insert(m.name);
+  for (BenchmarkStudent& s : students) {
+    if (s.name.empty()) throw std::invalid_argument("benchmark: a student has an empty name");
+    if (!names.insert(s.name).second)
+      throw std::invalid_argument("benchmark: row name '" + s.name + "' is used twice");
+    if (s.student.is_empty()) throw std::invalid_argument("benchmark: student '" + s.name + "' is not set");
+    if (s.student->base->config.to_json() != t.to_json())
+      throw std::invalid_argument("benchmark: student '" + s.name + "' was built on a teacher with config " +
+                                  s.student->base->config.to_json().dump() + ", not " + t.to_json().dump());
+    try {
+      s.sampling.validate();
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("benchmark: student '" + s.name + "': " + e.what());
+    }
+  }
+}
+
+}  // namespace
+
+void BenchmarkOptions::validate() const {
+  if (n < 2) throw std::invalid_argument("benchmark: n must be >= 2 (feature covariance), got " + std::to_string(n));
+  if (!std::isfinite(cfg_scale)) throw std::invalid_argument("benchmark: cfg_scale must be finite");
+  if (!(teacher_shift > 0) || !std::isfinite(teacher_shift))
+    throw std::invalid_argument("benchmark: teacher_shift must be > 0, got " + num(teacher_shift));
+  if (reference_steps < 1)
+    throw std::invalid_argument("benchmark: reference_steps must be >= 1, got " + std::to_string(reference_steps));
+  for (int s : teacher_steps)
+    if (s < 1) throw std::invalid_argument("benchmark: teacher_steps entries must be >= 1, got " + std::to_string(s));
+  if (max_batch < 1) throw std::invalid_argument("benchmark: max_batch must be >= 1");
+  if (classifier_batch < 1) throw std::invalid_argument("benchmark: classifier_batch must be >= 1");
+  if (preview < 0) throw std::invalid_argument("benchmark: preview must be >= 0");
+}
+
+BenchmarkTable run_benchmark(DiT& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
+                             const FeatureStats& reference, const BenchmarkOptions& opt,
+                             const BenchmarkProgress& progress) {
+  opt.validate();
+  const DiTConfig& tc = teacher->config;
+
+  // The methods, reference first.
+  TeacherSampling ts;
+  ts.cfg_scale = opt.cfg_scale;
+  ts.shift = opt.teacher_shift;
+  ts.max_batch = opt.max_batch;
+  std::vector<Method> methods;
+  ts.sampler = "euler";
+  ts.steps = opt.reference_steps;
+  methods.push_back(teacher_method(teacher, "teacher-euler-" + std::to_string(ts.steps) + "-cfg", "Euler", ts, opt.n));
+  for (int steps : opt.teacher_steps) {
+    ts.steps = steps;
+    ts.sampler = "euler";
+    methods.push_back(teacher_method(teacher, "teacher-euler-" + std::to_string(steps), "Euler", ts, opt.n));
+    ts.sampler = "dpmpp_2m";
+    methods.push_back(
+        teacher_method(teacher, "teacher-dpmpp-" + std::to_string(steps), "DPM-Solver++(2M)", ts, opt.n));
+  }
+  {
+    std::set<std::string> seen;
+    std::vector<Method> unique;  // e.g. teacher_steps {2, 2}: keep the first
+    for (Method& m : methods)
+      if (seen.insert(m.name).second) unique.push_back(std::move(m));
+    methods = std::move(unique);
+  }
+  check_compatible(teacher, students, clf, methods);
+  for (BenchmarkStudent& s : students) methods.push_back(student_method(s, opt.n));
+
+  BenchmarkTable table;
+  table.n = opt.n;
+  table.seed = opt.seed;
+  table.labels = make_label_tensor(opt.n, {}, tc.num_classes);
+  const torch::Tensor noise = make_noise(opt.n, {tc.in_channels, tc.image_size, tc.image_size}, opt.seed);
+
+  torch::Tensor ref_samples;  // the reference teacher's raw outputs, float64
+  FeatureStats ref_teacher;
+  for (size_t i = 0; i < methods.size(); ++i) {
+    const Method& m = methods[i];
+    if (progress) progress(m.name, 0, m.total);
+    const SamplerCallback cb = [&](const StepInfo& info) {
+      if (progress) progress(m.name, info.step + 1, m.total);
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    const torch::Tensor samples = m.run(noise, table.labels, cb).to(torch::kCPU, torch::kFloat32);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    const ClassifierOutputs out = classify_images(clf, samples, opt.classifier_batch);
+    const ImageMetrics im = image_metrics(out, table.labels, reference);
+    const FeatureStats stats = feature_stats(out.features);
+    if (i == 0) {
+      ref_samples = samples.to(torch::kFloat64);
+      ref_teacher = stats;
+    }
+    BenchmarkRow row;
+    row.method = m.name;
+    row.description = m.description;
+    row.nfe = m.nfe;
+    row.fid = im.fid;
+    row.fid_vs_teacher = frechet_distance(stats, ref_teacher);
+    row.accuracy = im.accuracy;
+    row.diversity = im.diversity;
+    row.traj_mse = (samples.to(torch::kFloat64) - ref_samples).pow(2).mean().item<double>();
+    row.ms_per_image = 1000.0 * seconds / static_cast<double>(opt.n);
+    row.preview = samples.narrow(0, 0, std::min(opt.preview, opt.n)).clone();
+    table.rows.push_back(std::move(row));
+  }
+  return table;
+}
+
+std::string format_benchmark_table(const BenchmarkTable& t) {
+  size_t w = 6;
+  for (const BenchmarkRow& r : t.rows) w = std::max(w, r.method.size());
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%-*s %4s %9s %14s %8s %9s %9s %12s\n", static_cast<int>(w), "method", "nfe", "fid",
+                "fid_vs_teacher", "accuracy", "diversity", "traj_mse", "ms_per_image");
+  std::string s = buf;
+  for (const BenchmarkRow& r : t.rows) {
+    std::snprintf(buf, sizeof buf, "%-*s %4d %9.3f %14.3f %8.4f %9.3f %9.5f %12.2f\n", static_cast<int>(w),
+                  r.method.c_str(), r.nfe, r.fid, r.fid_vs_teacher, r.accuracy, r.diversity, r.traj_mse,
+                  r.ms_per_image);
+    s += buf;
+  }
+  return s;
+}
+
+nlohmann::json benchmark_json(const BenchmarkTable& t, const nlohmann::json& info) {
+  const auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json rows = nlohmann::json::array();
+  for (const BenchmarkRow& r : t.rows)
+    rows.push_back({{"method", r.method},
+                    {"description", r.description},
+                    {"nfe", r.nfe},
+                    {"fid", number(r.fid)},
+                    {"fid_vs_teacher", number(r.fid_vs_teacher)},
+                    {"accuracy", number(r.accuracy)},
+                    {"diversity", number(r.diversity)},
+                    {"traj_mse", number(r.traj_mse)},
+                    {"ms_per_image", number(r.ms_per_image)}});
+  nlohmann::json j = {{"rows", rows}, {"n", t.n}, {"seed", t.seed}};
+  if (info.is_object())
+    for (const auto& [k, v] : info.items()) j[k] = v;
+  return j;
+}
+
+std::string benchmark_grid_file(const std::string& method) {
+  std::string f = method;
+  for (char& c : f)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
+  return f + ".png";
+}
+
+namespace {
+
+std::string html_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string cell(double v, const char* f) {
+  if (!std::isfinite(v)) return "<td>&ndash;</td>";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return std::string("<td>") + buf + "</td>";
+}
+
+}  // namespace
+
+void write_benchmark_report(const BenchmarkTable& t, const std::string& dir, const nlohmann::json& info, int nrow) {
+  io::write_file_atomic(dir + "/eval.json", benchmark_json(t, info).dump(2) + "\n");
+
+  std::string h =
+      "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>arcflow eval: few-step comparison</title>\n"
+      "<style>body{font-family:sans-serif;margin:2em;max-width:80em} table{border-collapse:collapse;margin:1em 0}"
+      " td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right;vertical-align:middle}"
+      " .l{text-align:left} img{image-rendering:pixelated;display:block} small{color:#666}</style>\n"
+      "</head><body>\n<h1>Few-step comparison</h1>\n";
+  h += "<p>" + std::to_string(t.n) + " samples per method, seed " + std::to_string(t.seed) +
+       ". Every method starts from the same noise with the same labels (classes cycling). "
+       "The first row is the reference: fid_vs_teacher and traj_mse compare each method with it, "
+       "image by image for traj_mse (raw outputs, mean squared pixel error).</p>\n";
+  if (info.contains("feature_network") && info["feature_network"].is_string())
+    h += "<p>Feature network: " + html_escape(info["feature_network"].get<std::string>()) +
+         ". FID and diversity compare methods with each other, not with published Inception FIDs.</p>\n";
+  h += "<table>\n<tr><th class=\"l\">method</th><th>nfe</th><th>fid</th><th>fid_vs_teacher</th><th>accuracy</th>"
+       "<th>diversity</th><th>traj_mse</th><th>ms_per_image</th><th class=\"l\">description</th></tr>\n";
+  for (const BenchmarkRow& r : t.rows)
+    h += "<tr><td class=\"l\"><b>" + html_escape(r.method) + "</b></td><td>" + std::to_string(r.nfe) + "</td>" +
+         cell(r.fid, "%.3f") + cell(r.fid_vs_teacher, "%.3f") + cell(r.accuracy, "%.4f") +
+         cell(r.diversity, "%.3f") + cell(r.traj_mse, "%.5f") + cell(r.ms_per_image, "%.2f") + "<td class=\"l\">" +
+         html_escape(r.description) + "</td></tr>\n";
+  h += "</table>\n";
+
+  bool header = false;
+  for (const BenchmarkRow& r : t.rows) {
+    if (!r.preview.defined() || r.preview.size(0) == 0) continue;
+    const std::string file = benchmark_grid_file(r.method);
+    const io::Image grid = images_to_grid(r.preview, nrow, 2);
+    io::write_png(dir + "/" + file, grid, {{"method", r.method}, {"Software", "arcflow 0.1.0"}});
+    if (!header) {
+      h += "<h2>Samples from the same noise</h2>\n<p>The first " + std::to_string(r.preview.size(0)) +
+           " samples of each method, " + std::to_string(nrow) +
+           " per row; with the cycling labels, image k has class k modulo the number of classes.</p>\n<table>\n";
+      header = true;
+    }
+    h += "<tr><th class=\"l\">" + html_escape(r.method) + "<br><small>" + std::to_string(r.nfe) +
+         " NFE</small></th><td><img src=\"" + html_escape(file) + "\" width=\"" + std::to_string(3 * grid.width) +
+         "\" height=\"" + std::to_string(3 * grid.height) + "\" alt=\"" + html_escape(r.method) + "\"></td></tr>\n";
+  }
+  if (header) h += "</table>\n";
+  if (info.is_object() && !info.empty()) h += "<h2>Run</h2>\n<pre>" + html_escape(info.dump(2)) + "</pre>\n";
+  h += "</body></html>\n";
+  io::write_file_atomic(dir + "/index.html", h);
+}
+
+}  // namespace arcflow
