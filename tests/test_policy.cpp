@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <functional>
-#include <limits>
 #include <vector>
 
 #include "arcflow/core/policy.h"
@@ -265,29 +264,4 @@ TEST(Policy, RejectsBadShapes) {
                std::invalid_argument);
   EXPECT_THROW(make_policy(torch::zeros({2, 3, 2}), torch::zeros({2, 3, 1}), torch::Tensor(), torch::ones({2})),
                std::invalid_argument);
-}
-
-// Inference (no autograd, CPU) takes a fused one-pass kernel; training takes the tensor-op path. Both
-// must give the same displacement, for images with several channels, dropped components and spans
-// including 0, in float32 and float64.
-TEST(PolicyDisplacement, FusedInferencePathMatchesTheAutogradPath) {
-  torch::manual_seed(3);
-  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
-    const auto o = torch::TensorOptions().dtype(dtype);
-    const int64_t B = 3, K = 5, C = 3;
-    torch::Tensor means = torch::randn({B, K, C, 4, 6}, o);
-    torch::Tensor logits = torch::randn({B, K, 1, 4, 6}, o);
-    logits.index_put_({0, 2}, -std::numeric_limits<double>::infinity());  // a dropped component
-    const torch::Tensor rest = torch::randn({B, K - 1, 1, 4, 6}, o) * 3;
-    const Policy p = make_policy(means, logits, rest, torch::tensor({1.0, 0.7, 0.4}, o));
-    const torch::Tensor sa = torch::tensor({0.9, 0.7, 0.3}, o), sb = torch::tensor({0.2, 0.7, 0.0}, o);
-    const torch::Tensor fused = displacement(p, sa, sb);  // no tensor requires grad: fused kernel
-    Policy pg = p;
-    pg.means = p.means.clone().requires_grad_(true);
-    const torch::Tensor generic = displacement(pg, sa, sb).detach();
-    const double tol = dtype == torch::kFloat64 ? 1e-12 : 1e-5;
-    EXPECT_TRUE(torch::allclose(fused, generic, tol, tol)) << (fused - generic).abs().max();
-    EXPECT_EQ(fused.sizes(), torch::IntArrayRef({B, C, 4, 6}));
-    EXPECT_EQ(fused[1].abs().max().item<double>(), 0.0);  // span 0
-  }
 }

@@ -2,12 +2,7 @@
 // functions velocity, mean_velocity and displacement below.
 #include "arcflow/core/policy.h"
 
-#include <ATen/Parallel.h>
-
-#include <algorithm>
-#include <cmath>
 #include <limits>
-#include <vector>
 #include <stdexcept>
 
 namespace arcflow {
@@ -83,75 +78,7 @@ torch::Tensor mean_velocity(const Policy& p, const torch::Tensor& sigma_a, const
   return (p.means * factor).sum(1);
 }
 
-namespace {
-
-// The same displacement as mean_velocity(...) * delta, as one pass over the policy for inference on
-// the CPU (no autograd, float32/float64): per sample and pixel, the softmax over K and the K factors
-// w_k exp(g_k (sigma_s - sigma_a)) delta phi(g_k delta) are computed once and applied to every
-// channel. The generic path below makes ~20 full-size temporaries; this one makes none, which
-// matters because sampling integrates every step (arcflow bench: integration share of a step).
-template <typename T>
-void displacement_kernel(const T* means, const T* logits, const T* log_gammas, const T* s_src, const T* s_a,
-                         const T* s_b, T* out, int64_t B, int64_t K, int64_t C, int64_t P) {
-  at::parallel_for(0, B * P, 256, [&](int64_t begin, int64_t end) {
-    std::vector<T> f(static_cast<size_t>(K));
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / P, q = i % P;
-      const T travelled = s_src[b] - s_a[b], delta = s_a[b] - s_b[b];
-      T max_logit = -std::numeric_limits<T>::infinity();
-      for (int64_t k = 0; k < K; ++k) max_logit = std::max(max_logit, logits[(b * K + k) * P + q]);
-      T norm = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        const T l = logits[(b * K + k) * P + q];
-        const T w = l == -std::numeric_limits<T>::infinity() ? T(0) : std::exp(l - max_logit);
-        const T g = log_gammas[(b * K + k) * P + q];
-        const T z = g * delta;
-        // phi(z) = expm1(z) / z, series below 1e-4 (as phi() above).
-        const T ph = std::abs(z) < T(1e-4) ? T(1) + z * (T(0.5) + z * (T(1) / T(6) + z / T(24))) : std::expm1(z) / z;
-        f[k] = w * std::exp(g * travelled) * ph * delta;
-        norm += w;
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        T acc = 0;
-        for (int64_t k = 0; k < K; ++k) acc += f[k] * means[((b * K + k) * C + c) * P + q];
-        out[(b * C + c) * P + q] = acc / norm;
-      }
-    }
-  });
-}
-
-bool use_fused(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
-  const bool grad = torch::GradMode::is_enabled() &&
-                    (p.means.requires_grad() || p.logweights.requires_grad() || p.log_gammas.requires_grad() ||
-                     sigma_a.requires_grad() || sigma_b.requires_grad());
-  const auto dt = p.means.scalar_type();
-  return !grad && p.means.device().is_cpu() && (dt == torch::kFloat32 || dt == torch::kFloat64) &&
-         p.logweights.scalar_type() == dt && p.log_gammas.scalar_type() == dt && p.means.dim() >= 3;
-}
-
-torch::Tensor displacement_fused(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
-  const int64_t B = p.means.size(0), K = p.means.size(1), C = p.means.size(2);
-  const int64_t P = p.means[0][0][0].numel();
-  const auto per_sample = [&](const torch::Tensor& s) {
-    return (s.dim() == 0 ? s.expand({B}) : s).to(p.means.scalar_type()).contiguous();
-  };
-  const torch::Tensor means = p.means.contiguous(), lw = p.logweights.contiguous(), lg = p.log_gammas.contiguous();
-  const torch::Tensor ss = per_sample(p.sigma_src), sa = per_sample(sigma_a), sb = per_sample(sigma_b);
-  std::vector<int64_t> shape = p.means.sizes().vec();
-  shape.erase(shape.begin() + 1);  // (B, C, ...)
-  torch::Tensor out = torch::empty(shape, p.means.options());
-  AT_DISPATCH_FLOATING_TYPES(p.means.scalar_type(), "arcflow_displacement", [&] {
-    displacement_kernel<scalar_t>(means.data_ptr<scalar_t>(), lw.data_ptr<scalar_t>(), lg.data_ptr<scalar_t>(),
-                                  ss.data_ptr<scalar_t>(), sa.data_ptr<scalar_t>(), sb.data_ptr<scalar_t>(),
-                                  out.data_ptr<scalar_t>(), B, K, C, P);
-  });
-  return out;
-}
-
-}  // namespace
-
 torch::Tensor displacement(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
-  if (use_fused(p, sigma_a, sigma_b)) return displacement_fused(p, sigma_a, sigma_b);
   const torch::Tensor delta = broadcast_sigma(sigma_a, p.means.dim() - 1) - broadcast_sigma(sigma_b, p.means.dim() - 1);
   return mean_velocity(p, sigma_a, sigma_b) * delta;
 }
