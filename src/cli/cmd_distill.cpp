@@ -38,11 +38,6 @@ struct DistillOptions {
   std::string command_line;
 };
 
-bool file_exists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
-}
-
 void add_flags(CLI::App* sub, DistillOptions& o) {
   DistillConfig& d = o.d;
   add_config_option(sub);
@@ -245,10 +240,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
 Runner add_distill_command(CLI::App& app, GlobalOptions& g, int argc, char** argv) {
   auto* sub = app.add_subcommand("distill", "Distil the teacher into a few-step ArcFlow (or linear) student");
   auto o = std::make_shared<DistillOptions>();
-  std::ostringstream cmd;
-  cmd << "arcflow";
-  for (int i = 1; i < argc; ++i) cmd << " " << argv[i];
-  o->command_line = cmd.str();
+  o->command_line = joined_command(argc, argv);
   add_flags(sub, *o);
   return [o, &g] { return run(*o, g); };
 }

@@ -36,11 +36,6 @@ struct TeacherOptions {
   std::string command_line;
 };
 
-bool file_exists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
-}
-
 void add_flags(CLI::App* sub, TeacherOptions& o) {
   TeacherTrainConfig& c = o.cfg;
   add_config_option(sub);
@@ -209,10 +204,7 @@ Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g, int argc, char
   auto* sub = app.add_subcommand("train-teacher",
                                  "Train the class-conditional DiT teacher on Fashion-MNIST by flow matching");
   auto o = std::make_shared<TeacherOptions>();
-  std::ostringstream cmd;
-  cmd << "arcflow";
-  for (int i = 1; i < argc; ++i) cmd << " " << argv[i];
-  o->command_line = cmd.str();
+  o->command_line = joined_command(argc, argv);
   add_flags(sub, *o);
   return [o, &g] { return run(*o, g); };
 }

@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <sys/stat.h>
+
 #include <stdexcept>
 #include <thread>
 
@@ -22,6 +24,17 @@ torch::Device start_up(const GlobalOptions& g) {
     return torch::Device(torch::kCUDA);
   }
   return torch::Device(torch::kCPU);
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::string joined_command(int argc, char** argv) {
+  std::string cmd = "arcflow";
+  for (int i = 1; i < argc; ++i) cmd += std::string(" ") + argv[i];
+  return cmd;
 }
 
 }  // namespace arcflow::cli

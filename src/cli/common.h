@@ -18,4 +18,9 @@ void add_global_options(CLI::App& app, GlobalOptions& g);
 // Sets torch's thread count and returns the selected device; throws on an unusable device.
 torch::Device start_up(const GlobalOptions& g);
 
+// True when `path` names an existing file or folder.
+bool file_exists(const std::string& path);
+// "arcflow ARGS...": the command as typed, for logs and file metadata.
+std::string joined_command(int argc, char** argv);
+
 }  // namespace arcflow::cli
