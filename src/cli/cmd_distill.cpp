@@ -35,7 +35,6 @@ struct DistillOptions {
   int log_every = 1;
   double time_limit_min = 0;
   bool quiet = false;
-  std::string command_line;
 };
 
 void add_flags(CLI::App* sub, DistillOptions& o) {
@@ -118,7 +117,7 @@ void validate(DistillOptions& o) {
 }
 
 io::Metadata run_metadata(const DistillOptions& o, int iteration) {
-  return {{"command", o.command_line},
+  return {{"command", command_line()},
           {"teacher", o.teacher},
           {"policy", o.policy},
           {"nfe", std::to_string(o.d.nfe)},
@@ -176,7 +175,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   std::ofstream log(log_path, std::ios::app);
   if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
   log << nlohmann::json{{"event", o.resume ? "resume" : "start"}, {"iteration", dist.iteration()},
-                        {"command", o.command_line}, {"student", o.s.to_json()}}
+                        {"command", command_line()}, {"student", o.s.to_json()}}
              .dump()
       << "\n"
       << std::flush;
@@ -237,10 +236,9 @@ int run(DistillOptions& o, const GlobalOptions& g) {
 
 }  // namespace
 
-Runner add_distill_command(CLI::App& app, GlobalOptions& g, int argc, char** argv) {
+Runner add_distill_command(CLI::App& app, GlobalOptions& g) {
   auto* sub = app.add_subcommand("distill", "Distil the teacher into a few-step ArcFlow (or linear) student");
   auto o = std::make_shared<DistillOptions>();
-  o->command_line = joined_command(argc, argv);
   add_flags(sub, *o);
   return [o, &g] { return run(*o, g); };
 }

@@ -68,35 +68,6 @@ std::string join(const std::vector<int64_t>& v) {
   return s;
 }
 
-// The command line as typed (from /proc/self/cmdline), arguments shell-quoted where needed.
-std::string command_line() {
-  std::string raw;
-  try {
-    raw = io::read_file("/proc/self/cmdline");
-  } catch (const std::exception&) {
-    return "arcflow sample";
-  }
-  std::string out;
-  size_t start = 0;
-  while (start < raw.size()) {
-    size_t end = raw.find('\0', start);
-    if (end == std::string::npos) end = raw.size();
-    const std::string arg = raw.substr(start, end - start);
-    start = end + 1;
-    bool plain = !arg.empty();
-    for (char c : arg)
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string("-_./=:,+@%").find(c) != std::string::npos))
-        plain = false;
-    std::string quoted = plain ? arg : "'";
-    if (!plain) {
-      for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-      quoted += "'";
-    }
-    out += (out.empty() ? "" : " ") + quoted;
-  }
-  return out;
-}
-
 // The folder that will hold `file`; `flag` names the option in errors.
 std::string parent_dir(const std::string& file, const std::string& flag) {
   struct stat st {};

@@ -33,7 +33,6 @@ struct TeacherOptions {
   double time_limit_min = 0;  // 0: none
   int64_t limit_train = 0;    // 0: all 60000 training images
   bool quiet = false;
-  std::string command_line;
 };
 
 void add_flags(CLI::App* sub, TeacherOptions& o) {
@@ -83,10 +82,9 @@ void add_flags(CLI::App* sub, TeacherOptions& o) {
       "Global options -t/--threads and --device are described in `arcflow --help`.");
 }
 
-void write_outputs(TeacherTrainer& tr, const TeacherOptions& o, const std::string& ckpt_path,
-                   const std::string& teacher_path) {
+void write_outputs(TeacherTrainer& tr, const std::string& ckpt_path, const std::string& teacher_path) {
   Checkpoint c = tr.checkpoint();
-  c.metadata["command"] = o.command_line;
+  c.metadata["command"] = command_line();
   save_checkpoint(ckpt_path, c);
   save_dit(tr.ema(), teacher_path);
 }
@@ -120,7 +118,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
   std::ofstream log(log_path, std::ios::app);
   if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
   log << nlohmann::json{{"event", o.resume ? "resume" : "start"}, {"step", tr.steps_done()},
-                        {"config", o.cfg.to_json()}, {"command", o.command_line}}
+                        {"config", o.cfg.to_json()}, {"command", command_line()}}
              .dump()
       << "\n"
       << std::flush;
@@ -168,7 +166,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
       loss_sum = 0.0;
       loss_n = 0;
     }
-    if (st.step % o.checkpoint_every == 0) write_outputs(tr, o, ckpt_path, teacher_path);
+    if (st.step % o.checkpoint_every == 0) write_outputs(tr, ckpt_path, teacher_path);
     if (interrupted()) {
       stop_reason = "interrupted";
       break;
@@ -178,7 +176,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
       break;
     }
   }
-  write_outputs(tr, o, ckpt_path, teacher_path);
+  write_outputs(tr, ckpt_path, teacher_path);
   bar.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%lld steps in %s (%.1f images/s); checkpoint %s; EMA teacher %s\n",
@@ -200,11 +198,10 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
 
 }  // namespace
 
-Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g, int argc, char** argv) {
+Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g) {
   auto* sub = app.add_subcommand("train-teacher",
                                  "Train the class-conditional DiT teacher on Fashion-MNIST by flow matching");
   auto o = std::make_shared<TeacherOptions>();
-  o->command_line = joined_command(argc, argv);
   add_flags(sub, *o);
   return [o, &g] { return run(*o, g); };
 }

@@ -1,4 +1,4 @@
-// `arcflow toy` and (for now) `arcflow demo`: the whole method on a 2-D distribution.
+// `arcflow toy`: the whole method on a 2-D distribution.
 #include <cstdio>
 
 #include "arcflow/io/atomic_file.h"
@@ -50,10 +50,7 @@ int run_toy(ToyOptions& o, const GlobalOptions& g, const std::string& out_dir) {
   o.cfg.output_dir = out_dir;
   if (!out_dir.empty()) io::make_output_dir(out_dir);  // fail now, not after the training
   const ToyResult res = run_toy(o.cfg);
-  std::printf("%-20s %4s %12s %12s %10s %12s\n", "method", "nfe", "endpoint_mse", "path_mse", "swd", "ms/sample");
-  for (const auto& r : res.rows)
-    std::printf("%-20s %4d %12.5f %12.5f %10.4f %12.5f\n", r.method.c_str(), r.nfe, r.endpoint_mse, r.path_mse,
-                r.swd, r.ms_per_sample);
+  std::printf("%s", format_toy_table(res).c_str());
   if (!out_dir.empty()) {
     const std::string html = write_toy_report(res, out_dir);
     std::printf("report: %s (and %s/report.json)\n", html.c_str(), out_dir.c_str());
@@ -71,17 +68,6 @@ Runner add_toy_command(CLI::App& app, GlobalOptions& g) {
   add_toy_flags(sub, *o);
   sub->add_option("-o,--output", *out, "Output folder for report.json, report.html and pictures")
       ->capture_default_str();
-  return [o, out, &g] { return run_toy(*o, g, *out); };
-}
-
-Runner add_demo_command(CLI::App& app, GlobalOptions& g) {
-  auto* sub = app.add_subcommand("demo", "Show the method on this machine: for now the 2-D toy run, written to "
-                                         "demo/ (open demo/report.html)");
-  auto o = std::make_shared<ToyOptions>();
-  auto out = std::make_shared<std::string>("demo");
-  sub->add_option("-o,--output", *out, "Output folder")->capture_default_str();
-  sub->add_flag("-q,--quiet", o->quiet, "No progress bars");
-  sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
   return [o, out, &g] { return run_toy(*o, g, *out); };
 }
 

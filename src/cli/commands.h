@@ -12,11 +12,11 @@ using Runner = std::function<int()>;
 
 Runner add_toy_command(CLI::App& app, GlobalOptions& g);
 Runner add_demo_command(CLI::App& app, GlobalOptions& g);
-Runner add_train_classifier_command(CLI::App& app, GlobalOptions& g, int argc, char** argv);
+Runner add_train_classifier_command(CLI::App& app, GlobalOptions& g);
 Runner add_eval_command(CLI::App& app, GlobalOptions& g);
 Runner add_sample_command(CLI::App& app, GlobalOptions& g);
-Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g, int argc, char** argv);
-Runner add_distill_command(CLI::App& app, GlobalOptions& g, int argc, char** argv);
+Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g);
+Runner add_distill_command(CLI::App& app, GlobalOptions& g);
 Runner add_bench_command(CLI::App& app, GlobalOptions& g);
 
 }  // namespace arcflow::cli

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <stdexcept>
 #include <thread>
 
@@ -31,10 +32,34 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-std::string joined_command(int argc, char** argv) {
+std::string shell_command(const std::vector<std::string>& args) {
   std::string cmd = "arcflow";
-  for (int i = 1; i < argc; ++i) cmd += std::string(" ") + argv[i];
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    bool plain = !a.empty();
+    for (char ch : a)
+      if (!(std::isalnum(static_cast<unsigned char>(ch)) || std::string("_-./=:,+@%").find(ch) != std::string::npos))
+        plain = false;
+    if (plain) {
+      cmd += " " + a;
+      continue;
+    }
+    std::string q = "'";
+    for (char ch : a) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+    cmd += " " + q + "'";
+  }
   return cmd;
 }
+
+namespace {
+std::string& recorded() {
+  static std::string cmd = "arcflow";
+  return cmd;
+}
+}  // namespace
+
+void record_command_line(int argc, char** argv) { recorded() = shell_command(std::vector<std::string>(argv, argv + argc)); }
+
+const std::string& command_line() { return recorded(); }
 
 }  // namespace arcflow::cli

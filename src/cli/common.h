@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 namespace arcflow::cli {
 
@@ -20,7 +21,12 @@ torch::Device start_up(const GlobalOptions& g);
 
 // True when `path` names an existing file or folder.
 bool file_exists(const std::string& path);
-// "arcflow ARGS...": the command as typed, for logs and file metadata.
-std::string joined_command(int argc, char** argv);
+// The command line of this run, recorded in logs and file metadata so a result says how to remake
+// it: main() records argv once; command_line() gives "arcflow ARGS..." with every argument a shell
+// would split or expand single-quoted ("arcflow" alone before anything is recorded).
+void record_command_line(int argc, char** argv);
+const std::string& command_line();
+// The same quoting for any argument list (args[0] is replaced by "arcflow").
+std::string shell_command(const std::vector<std::string>& args);
 
 }  // namespace arcflow::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand
   app.set_version_flag("--version", std::string("arcflow 0.1.0"));
+  arcflow::cli::record_command_line(argc, argv);
   arcflow::cli::GlobalOptions global;
   arcflow::cli::add_global_options(app, global);
 
@@ -33,11 +34,11 @@ int main(int argc, char** argv) {
   auto reg = [&](arcflow::cli::Runner r) { runners[app.get_subcommands({}).back()] = std::move(r); };
   reg(arcflow::cli::add_toy_command(app, global));
   reg(arcflow::cli::add_demo_command(app, global));
-  reg(arcflow::cli::add_train_classifier_command(app, global, argc, argv));
+  reg(arcflow::cli::add_train_classifier_command(app, global));
   reg(arcflow::cli::add_eval_command(app, global));
   reg(arcflow::cli::add_sample_command(app, global));
-  reg(arcflow::cli::add_train_teacher_command(app, global, argc, argv));
-  reg(arcflow::cli::add_distill_command(app, global, argc, argv));
+  reg(arcflow::cli::add_train_teacher_command(app, global));
+  reg(arcflow::cli::add_distill_command(app, global));
   reg(arcflow::cli::add_bench_command(app, global));
 
   try {

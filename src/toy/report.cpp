@@ -70,6 +70,23 @@ void save_student(ToyStudent& s, const std::string& path, const nlohmann::json& 
 
 }  // namespace
 
+std::string toy_samples_picture(const std::string& method) { return "samples_" + method + ".png"; }
+std::string toy_paths_picture(const std::string& method) { return "paths_" + method + ".png"; }
+
+std::string format_toy_table(const ToyResult& res) {
+  std::string out;
+  char line[160];
+  std::snprintf(line, sizeof line, "%-20s %4s %12s %12s %10s %12s\n", "method", "nfe", "endpoint_mse", "path_mse", "swd",
+                "ms/sample");
+  out += line;
+  for (const auto& r : res.rows) {
+    std::snprintf(line, sizeof line, "%-20s %4d %12.5f %12.5f %10.4f %12.5f\n", r.method.c_str(), r.nfe,
+                  r.endpoint_mse, r.path_mse, r.swd, r.ms_per_sample);
+    out += line;
+  }
+  return out;
+}
+
 std::string write_toy_report(const ToyResult& res, const std::string& dir) {
   io::make_output_dir(dir);
   const ToyConfig& cfg = res.config;
@@ -79,12 +96,12 @@ std::string write_toy_report(const ToyResult& res, const std::string& dir) {
   const ToyCurve* ref = nullptr;
   for (size_t i = 0; i < res.curves.size(); ++i) {
     const ToyCurve& c = res.curves[i];
-    const std::string file = "samples_" + c.method + ".png";
+    const std::string file = toy_samples_picture(c.method);
     io::write_png(dir + "/" + file, scatter(c.samples, io::palette(static_cast<int>(i))));
     sample_pics.push_back({file, c.method});
     if (i == 1) ref = &c;
     if (i >= 2 && ref != nullptr) {
-      const std::string pf = "paths_" + c.method + ".png";
+      const std::string pf = toy_paths_picture(c.method);
       io::write_png(dir + "/" + pf, trajectories(*ref, c, io::palette(static_cast<int>(i))));
       path_pics.push_back({pf, c.method + " (colour) vs " + ref->method + " (grey)"});
     }

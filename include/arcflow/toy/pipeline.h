@@ -73,4 +73,12 @@ ToyResult run_toy(const ToyConfig& cfg);
 // linear.safetensors and arcflow.safetensors: LoRA + head in PEFT naming). Returns the HTML path.
 std::string write_toy_report(const ToyResult& result, const std::string& dir);
 
+// The file names write_toy_report gives a method's pictures (inside DIR): its samples (every curve)
+// and its trajectories against the reference (every method after the reference curve).
+std::string toy_samples_picture(const std::string& method);
+std::string toy_paths_picture(const std::string& method);
+
+// The metric rows as fixed-width text under a header line (what the CLI prints).
+std::string format_toy_table(const ToyResult& result);
+
 }  // namespace arcflow

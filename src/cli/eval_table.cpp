@@ -1,0 +1,176 @@
+#include "eval_table.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <set>
+#include <stdexcept>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/io/idx.h"
+#include "arcflow/models/classifier.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/models/dit_student.h"
+#include "arcflow/models/lora.h"
+#include "arcflow/util/progress.h"
+#include "common.h"
+
+namespace arcflow::cli {
+
+nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+
+AdapterSpec parse_adapter(const std::string& spec) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    throw std::invalid_argument("--adapter '" + spec +
+                                "': expected NAME=PATH, e.g. arcflow-2=runs/arcflow-2/adapter.safetensors");
+  AdapterSpec a{spec.substr(0, eq), spec.substr(eq + 1)};
+  for (char c : a.name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
+      throw std::invalid_argument("--adapter '" + spec + "': the name '" + a.name +
+                                  "' may only use letters, digits, '.', '_' and '-'");
+  return a;
+}
+
+namespace {
+
+void require_file(const std::string& flag, const std::string& path) {
+  struct stat st {};
+  if (path.empty()) throw std::invalid_argument(flag + ": empty file name");
+  if (::stat(path.c_str(), &st) != 0) throw std::invalid_argument(flag + ": no such file '" + path + "'");
+  if (S_ISDIR(st.st_mode)) throw std::invalid_argument(flag + ": '" + path + "' is a folder, expected a file");
+}
+
+// Row name of an adapter sampled with `nfe` steps: NAME itself at the nfe it was distilled for, else
+// NAME with a trailing "-<digits>" replaced by "-<nfe>" (arcflow-2 at 4 steps: arcflow-4), or with
+// "-<nfe>" appended.
+std::string row_name(const std::string& name, int nfe, int distilled) {
+  if (nfe == distilled) return name;
+  std::string stem = name;
+  const size_t dash = name.find_last_of('-');
+  if (dash != std::string::npos && dash + 1 < name.size() &&
+      name.find_first_not_of("0123456789", dash + 1) == std::string::npos)
+    stem = name.substr(0, dash);
+  return stem + "-" + std::to_string(nfe);
+}
+
+}  // namespace
+
+void validate(const TableRequest& o) {
+  require_file("--teacher", o.teacher);
+  require_file("--classifier", o.classifier);
+  std::set<std::string> seen;
+  for (const AdapterSpec& a : o.adapters) {
+    require_file("--adapter " + a.name, a.path);
+    if (!seen.insert(a.name).second) throw std::invalid_argument("--adapter: the name '" + a.name + "' is given twice");
+  }
+  if (o.bench.n < 2)
+    throw std::invalid_argument("-n must be >= 2 (FID needs a feature covariance), got " + std::to_string(o.bench.n));
+  for (int k : o.student_nfe)
+    if (k < 1) throw std::invalid_argument("--student-nfe entries must be >= 1, got " + std::to_string(k));
+  for (int k : o.bench.teacher_steps)
+    if (k < 1) throw std::invalid_argument("--teacher-steps entries must be >= 1, got " + std::to_string(k));
+  if (o.bench.reference_steps < 1)
+    throw std::invalid_argument("--reference-steps must be >= 1, got " + std::to_string(o.bench.reference_steps));
+  if (!(o.bench.teacher_shift > 0) || !std::isfinite(o.bench.teacher_shift))
+    throw std::invalid_argument("--shift must be > 0, got " + std::to_string(o.bench.teacher_shift));
+  if (!std::isfinite(o.bench.cfg_scale)) throw std::invalid_argument("--cfg-scale must be finite");
+}
+
+TableRun run_table(const TableRequest& o, torch::Device device) {
+  validate(o);
+  const std::string& dir = o.output_dir;
+  io::make_output_dir(dir);
+  const auto t0 = std::chrono::steady_clock::now();
+
+  DiT teacher = load_dit(o.teacher, device);
+  if (o.bench.n < 2 * teacher->config.num_classes)
+    std::fprintf(stderr, "note: -n %lld gives some class fewer than 2 samples: its diversity is undefined (nan)\n",
+                 static_cast<long long>(o.bench.n));
+  io::Metadata clf_meta;
+  Classifier clf = load_classifier(o.classifier, device, &clf_meta);
+  nlohmann::json adapters = nlohmann::json::object();
+  std::vector<BenchmarkStudent> students;
+  for (const AdapterSpec& a : o.adapters) {
+    io::Metadata meta;
+    DiTStudent st = load_adapter(teacher, a.path, &meta);
+    st->to(device);
+    fuse_lora(*st->base);
+    StudentSampling so;
+    so.max_batch = o.bench.max_batch;
+    try {
+      if (meta.count("shift")) so.shift = std::stod(meta.at("shift"));
+      if (meta.count("timestep_ratio")) so.timestep_ratio = std::stod(meta.at("timestep_ratio"));
+    } catch (const std::exception&) {
+      throw std::runtime_error(a.path + ": unreadable shift or timestep_ratio in the adapter metadata");
+    }
+    const int distilled = meta.count("nfe") ? std::atoi(meta.at("nfe").c_str()) : 2;
+    const std::vector<int> nfes = o.student_nfe.empty() ? std::vector<int>{distilled} : o.student_nfe;
+    nlohmann::json rows = nlohmann::json::array();
+    for (int k : nfes) {
+      so.nfe = k;
+      students.push_back({row_name(a.name, k, distilled), st, so});
+      rows.push_back(students.back().name);
+    }
+    nlohmann::json info = {{"path", a.path}, {"K", st->config.K}, {"distilled_nfe", distilled},
+                           {"shift", so.shift}, {"timestep_ratio", so.timestep_ratio}, {"rows", rows}};
+    for (const char* key : {"iteration", "policy", "guidance"})
+      if (meta.count(key)) info[key] = meta.at(key);
+    adapters[a.name] = info;
+  }
+
+  // Reference statistics: the classifier's features of the real test images.
+  const io::FashionMnist test = io::load_fashion_mnist(o.data_dir, false);
+  const ClassifierOutputs ref_out = classify_images(clf, test.images, o.bench.classifier_batch);
+  const FeatureStats ref_stats = feature_stats(ref_out.features);
+  const ImageMetrics ref = image_metrics(ref_out, test.labels, ref_stats);
+
+  const BenchmarkOptions& bo = o.bench;
+  std::unique_ptr<ProgressBar> bar;
+  const BenchmarkProgress progress = [&](const std::string& method, int64_t done, int64_t total) {
+    if (o.quiet) return;
+    if (done == 0) {
+      bar = std::make_unique<ProgressBar>(method, total);
+      return;
+    }
+    bar->update(done);
+    if (done == total) bar->finish();
+  };
+  const BenchmarkTable table = run_benchmark(teacher, students, clf, ref_stats, bo, progress);
+  bar.reset();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  std::printf("%s", format_benchmark_table(table).c_str());
+  std::printf("real test set: accuracy %.4f, diversity %.3f (%lld images)\n", ref.accuracy, ref.diversity,
+              static_cast<long long>(ref.n));
+  std::printf("n %lld, seed %llu; feature network: %s\n", static_cast<long long>(table.n),
+              static_cast<unsigned long long>(table.seed), kFeatureNetwork);
+
+  nlohmann::json info = {
+      {"feature_network", kFeatureNetwork},
+      {"teacher", o.teacher},
+      {"classifier", o.classifier},
+      {"adapters", adapters},
+      {"cfg_scale", bo.cfg_scale},
+      {"teacher_shift", bo.teacher_shift},
+      {"reference", {{"data", "Fashion-MNIST test set"},
+                     {"n", ref.n},
+                     {"accuracy", number_or_null(ref.accuracy)},
+                     {"diversity", number_or_null(ref.diversity)}}},
+      {"device", device.str()},
+      {"threads", torch::get_num_threads()},
+      {"seconds", seconds},
+      {"command", command_line()}};
+  if (const auto it = clf_meta.find("test_accuracy"); it != clf_meta.end())
+    info["classifier_test_accuracy"] = it->second;
+  write_benchmark_report(table, dir, info);
+  std::printf("wrote %s/eval.json, %s/index.html and %zu image grids (%s)\n", dir.c_str(), dir.c_str(),
+              table.rows.size(), format_duration(seconds).c_str());
+  return {table, ref, info, seconds};
+}
+}  // namespace arcflow::cli

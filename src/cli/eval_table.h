@@ -1,0 +1,53 @@
+// The few-step comparison table of `arcflow eval --teacher ...`, as one function that `arcflow demo`
+// reuses: load the teacher, the classifier and the students, score them against the real test set
+// (evaluation/benchmark_table.h), print the table and write eval.json, index.html and the grids.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "arcflow/evaluation/benchmark_table.h"
+#include "arcflow/evaluation/image_metrics.h"
+
+namespace arcflow::cli {
+
+inline constexpr const char* kFeatureNetwork =
+    "arcflow Fashion-MNIST classifier (penultimate features); not Inception";
+
+// A number for JSON, or null where it is NaN or infinite.
+nlohmann::json number_or_null(double v);
+
+// A student given on the command line as NAME=PATH.
+struct AdapterSpec {
+  std::string name, path;
+};
+// Parses "NAME=PATH"; the name becomes a row and a file name, so it is kept to [A-Za-z0-9._-].
+AdapterSpec parse_adapter(const std::string& spec);
+
+struct TableRequest {
+  std::string teacher, classifier, data_dir, output_dir;
+  std::vector<AdapterSpec> adapters;
+  std::vector<int> student_nfe;  // empty: each adapter's distilled nfe
+  BenchmarkOptions bench;        // bench.classifier_batch is the classifier's batch size
+  bool quiet = false;            // no progress bars
+};
+
+// Everything that can be checked before loading a model: files exist, names unique, numbers in
+// range. Throws std::invalid_argument naming the flag.
+void validate(const TableRequest& r);
+
+struct TableRun {
+  BenchmarkTable table;
+  ImageMetrics reference;  // the real test images' own metrics
+  nlohmann::json info;     // what eval.json holds besides the rows
+  double seconds = 0;
+};
+
+// Runs the table on `device`, prints it, and writes eval.json, index.html and one PNG grid per row
+// into r.output_dir (created if needed).
+TableRun run_table(const TableRequest& r, torch::Device device);
+
+}  // namespace arcflow::cli
