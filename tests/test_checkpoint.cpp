@@ -54,7 +54,7 @@ TEST(Checkpoint, ResumeGivesTheSameLossesAsAnUninterruptedRun) {
   EXPECT_EQ(r.step, 5);
   EXPECT_EQ(r.metadata.at("config"), "{\"lr\":0.05}");
   load_state(*b, r.model, path);
-  deserialize_optimizer(opt_b, r.optimizer, path);
+  deserialize_optimizer(opt_b, r.optimizer, path, torch::kCPU);
   gen_b.set_state(r.rng_state);
   const std::vector<double> resumed = train(b, opt_b, gen_b, 5);
   EXPECT_EQ(resumed, straight);

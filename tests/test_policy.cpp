@@ -198,6 +198,60 @@ TEST(Policy, FiniteForExtremeInputsInsideTheClamp) {
   }
 }
 
+// Without gradients the policy takes a shorter path (Kahan's (u - 1) / log(u) for phi, an
+// unnormalised softmax, no momentum factor when the step starts at the policy's own sigma tensor).
+// It must agree with the autograd path evaluated in float64, for every kind of log-gamma.
+TEST(Policy, InferencePathMatchesAutogradPathInFloat64) {
+  torch::manual_seed(3);
+  const int64_t B = 6, K = 7, C = 3, H = 4, W = 5;
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  torch::Tensor mu = torch::randn({B, K, C, H, W}, f32);
+  torch::Tensor lw = 3 * torch::randn({B, K, 1, H, W}, f32);
+  // Every K-1 = 6 log-gammas per pixel drawn from values that stress phi: 0, tiny, small, large.
+  const torch::Tensor choices = torch::tensor({0.0, 1e-9, -1e-9, 1e-4, -1e-4, 0.3, -0.3, 4.0, -4.0, 20.0, -20.0}, f32);
+  torch::Tensor lg = choices.index({torch::randint(choices.numel(), {B, K - 1, 1, H, W}, torch::kLong)});
+  const torch::Tensor ss = torch::tensor({1.0, 0.8, 0.5, 0.3, 1.0, 0.05}, f32);
+  for (bool from_source : {true, false}) {
+    const torch::Tensor sa = from_source ? ss : ss * torch::tensor({1.0, 0.5, 0.9, 0.1, 0.0, 1.0}, f32);
+    const torch::Tensor sb = sa * 0.25;
+    torch::Tensor fast;
+    {
+      torch::NoGradGuard ng;
+      fast = integrate(make_policy(mu, lw, lg, ss), mu.select(1, 0), sa, sb);
+    }
+    const torch::Tensor mu64 = mu.to(torch::kFloat64).requires_grad_(true);
+    const Policy ref_p = make_policy(mu64, lw.to(torch::kFloat64), lg.to(torch::kFloat64), ss.to(torch::kFloat64));
+    const torch::Tensor ref =
+        integrate(ref_p, mu64.select(1, 0), sa.to(torch::kFloat64), sb.to(torch::kFloat64)).detach();
+    ASSERT_TRUE(ref.requires_grad() == false && mu64.requires_grad());
+    const double err = (fast.to(torch::kFloat64) - ref).abs().max().item<double>();
+    EXPECT_LT(err, 1e-5 * (1 + ref.abs().max().item<double>())) << "from_source " << from_source;
+  }
+}
+
+TEST(Policy, InferencePathFiniteForExtremeInputsAndKeepsNaN) {
+  torch::NoGradGuard ng;
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const auto o = torch::TensorOptions().dtype(dtype);
+    const int64_t K = 6;
+    torch::Tensor mu = torch::tensor({1e3, -1e3, 0.0, 1.0, -5.0, 7.0}, o).reshape({1, K, 1}).repeat({8, 1, 2});
+    torch::Tensor lw = torch::tensor({50.0, -50.0, 0.0, 30.0, -80.0, 10.0}, o).reshape({1, K, 1}).repeat({8, 1, 1});
+    torch::Tensor lg = torch::tensor({1e6, -1e6, 20.0, -20.0, 0.0}, o).reshape({1, K - 1, 1}).repeat({8, 1, 1});
+    torch::Tensor ss = torch::ones({8}, o);
+    torch::Tensor sa = torch::tensor({1.0, 1.0, 0.5, 0.0, 1.0, 0.3, 1e-7, 0.9}, o);
+    torch::Tensor sb = torch::tensor({0.0, 1.0, 0.5, 0.0, 0.999999, 0.0, 0.0, 0.1}, o);
+    const Policy p = make_policy(mu, lw, lg, ss);
+    EXPECT_TRUE(torch::isfinite(displacement(p, sa, sb)).all().item<bool>());
+    EXPECT_TRUE(torch::isfinite(displacement(p, ss, sb)).all().item<bool>());
+    // A NaN log-gamma is not hidden: its sample's result is NaN.
+    torch::Tensor bad = lg.clone();
+    bad[2][1][0] = std::nan("");
+    const torch::Tensor d = displacement(make_policy(mu, lw, bad, ss), ss, sb);
+    EXPECT_TRUE(torch::isnan(d[2]).all().item<bool>());
+    EXPECT_TRUE(torch::isfinite(d[3]).all().item<bool>());
+  }
+}
+
 TEST(Policy, PhiSeriesAndExactBranchesAgree) {
   torch::Tensor z = torch::tensor({-1e-3, -1.01e-4, -0.99e-4, -1e-9, 0.0, 1e-9, 0.99e-4, 1.01e-4, 1e-3}, kF64);
   torch::Tensor ref = torch::empty_like(z);

@@ -13,10 +13,10 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/models/dit_student.h"
 #include "arcflow/training/image_distill.h"
-#include "arcflow/util/interrupt.h"
 #include "arcflow/util/progress.h"
 #include "commands.h"
 #include "config_file.h"
+#include "training_run.h"
 
 namespace arcflow::cli {
 
@@ -148,13 +148,8 @@ void write_outputs(Distiller& dist, DiTStudent& student, const DistillOptions& o
 int run(DistillOptions& o, const GlobalOptions& g) {
   const torch::Device device = start_up(g);
   validate(o);
-  io::make_output_dir(o.output);
-  const std::string ckpt_path = o.output + "/checkpoint.safetensors";
+  const RunFiles files = prepare_run(o.output, o.resume);
   const std::string adapter_path = o.output + "/adapter.safetensors";
-  const std::string log_path = o.output + "/train.jsonl";
-  if (!o.resume && file_exists(ckpt_path))
-    throw std::runtime_error(ckpt_path + " exists: pass --resume to continue that run, or choose another -o");
-  if (o.resume && !file_exists(ckpt_path)) throw std::runtime_error(ckpt_path + ": no checkpoint to resume from");
 
   DiT teacher = load_dit(o.teacher, device);
   torch::manual_seed(o.d.seed);
@@ -166,28 +161,18 @@ int run(DistillOptions& o, const GlobalOptions& g) {
               100.0 * static_cast<double>(trainable) / static_cast<double>(total));
   Distiller dist(make_dit_distill_problem(student, teacher, o.guidance, device), o.d);
   if (o.resume) {
-    const Checkpoint c = load_checkpoint(ckpt_path);
+    const Checkpoint c = load_checkpoint(files.checkpoint);
     if (c.metadata.count("student_config") == 0 || c.metadata.at("student_config") != o.s.to_json().dump())
-      throw std::runtime_error(ckpt_path + ": made with another student config; resume with the same settings");
-    dist.restore(c, ckpt_path);
-    std::printf("resumed from %s at iteration %d\n", ckpt_path.c_str(), dist.iteration());
+      throw std::runtime_error(files.checkpoint + ": made with another student config; resume with the same settings");
+    dist.restore(c, files.checkpoint);
+    std::printf("resumed from %s at iteration %d\n", files.checkpoint.c_str(), dist.iteration());
   }
-  std::ofstream log(log_path, std::ios::app);
-  if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
-  log << nlohmann::json{{"event", o.resume ? "resume" : "start"}, {"iteration", dist.iteration()},
-                        {"command", command_line()}, {"student", o.s.to_json()}}
-             .dump()
-      << "\n"
-      << std::flush;
+  std::ofstream log = open_run_log(
+      files, o.resume, {{"iteration", dist.iteration()}, {"command", command_line()}, {"student", o.s.to_json()}});
 
-  install_interrupt_handler();
   const auto t0 = std::chrono::steady_clock::now();
   auto t_log = t0;
-  const int start = dist.iteration();
-  ProgressBar bar("distill " + o.policy, o.iters, !o.quiet);
-  bar.update(start);
-  std::string stop;
-  while (dist.iteration() < o.iters) {
+  auto step = [&]() -> StepReport {
     const DistillStats st = dist.step();
     const auto now = std::chrono::steady_clock::now();
     if (st.skipped)
@@ -203,35 +188,26 @@ int run(DistillOptions& o, const GlobalOptions& g) {
           << std::flush;
       t_log = now;
     }
-    std::ostringstream extra;
-    extra.precision(4);
-    extra << "loss";
-    for (double l : st.step_losses) extra << " " << l;
-    extra << "  tr " << st.teacher_ratio;
-    bar.update(st.iteration, extra.str());
-    if (st.iteration % o.checkpoint_every == 0) write_outputs(dist, student, o, ckpt_path, adapter_path);
-    if (interrupted()) {
-      stop = "interrupted";
-      break;
-    }
-    if (o.time_limit_min > 0 && std::chrono::duration<double>(now - t0).count() > o.time_limit_min * 60.0) {
-      stop = "time limit";
-      break;
-    }
-  }
-  write_outputs(dist, student, o, ckpt_path, adapter_path);
-  bar.finish();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%d iterations in %s; checkpoint %s; adapter (EMA) %s\n", dist.iteration() - start,
-              format_duration(secs).c_str(), ckpt_path.c_str(), adapter_path.c_str());
-  if (stop == "interrupted") {
-    std::fprintf(stderr, "arcflow: interrupted at iteration %d; checkpoint written; continue with --resume\n",
-                 dist.iteration());
-    return 130;
-  }
-  if (stop == "time limit")
-    std::printf("stopped at the time limit at iteration %d of %d; continue with --resume\n", dist.iteration(), o.iters);
-  return 0;
+    std::ostringstream text;
+    text.precision(4);
+    text << "loss";
+    for (double l : st.step_losses) text << " " << l;
+    text << "  tr " << st.teacher_ratio;
+    return {st.iteration, text.str()};
+  };
+  LoopSettings ls;
+  ls.label = "distill " + o.policy;
+  ls.unit = "iteration";
+  ls.total = o.iters;
+  ls.checkpoint_every = o.checkpoint_every;
+  ls.time_limit_min = o.time_limit_min;
+  ls.quiet = o.quiet;
+  const LoopResult r = run_training_loop(ls, dist.iteration(), step,
+                                         [&] { write_outputs(dist, student, o, files.checkpoint, adapter_path); });
+  std::printf("%lld iterations in %s; checkpoint %s; adapter (EMA) %s\n", static_cast<long long>(r.steps_run),
+              format_duration(r.seconds).c_str(), files.checkpoint.c_str(), adapter_path.c_str());
+  report_stop(ls, r, dist.iteration());
+  return r.exit_status();
 }
 
 }  // namespace

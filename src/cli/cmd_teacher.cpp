@@ -14,10 +14,10 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/idx.h"
 #include "arcflow/training/teacher.h"
-#include "arcflow/util/interrupt.h"
 #include "arcflow/util/progress.h"
 #include "commands.h"
 #include "config_file.h"
+#include "training_run.h"
 
 namespace arcflow::cli {
 
@@ -92,12 +92,8 @@ void write_outputs(TeacherTrainer& tr, const std::string& ckpt_path, const std::
 int run(TeacherOptions& o, const GlobalOptions& g) {
   const torch::Device device = start_up(g);
   o.cfg.validate();
-  io::make_output_dir(o.output);
-  const std::string ckpt_path = o.output + "/checkpoint.safetensors";
+  const RunFiles files = prepare_run(o.output, o.resume);
   const std::string teacher_path = o.output + "/teacher.safetensors";
-  const std::string log_path = o.output + "/train.jsonl";
-  if (!o.resume && file_exists(ckpt_path))
-    throw std::runtime_error(ckpt_path + " exists: pass --resume to continue that run, or choose another -o");
 
   io::FashionMnist data = io::load_fashion_mnist(o.data_dir, /*train=*/true);
   if (o.limit_train > 0 && o.limit_train < data.images.size(0)) {
@@ -111,29 +107,18 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
               static_cast<long long>(o.cfg.model.patch), static_cast<long long>(o.cfg.model.num_tokens()),
               static_cast<long long>(data.images.size(0)));
   if (o.resume) {
-    if (!file_exists(ckpt_path)) throw std::runtime_error(ckpt_path + ": no checkpoint to resume from");
-    tr.restore(load_checkpoint(ckpt_path), ckpt_path);
-    std::printf("resumed from %s at step %lld\n", ckpt_path.c_str(), static_cast<long long>(tr.steps_done()));
+    tr.restore(load_checkpoint(files.checkpoint), files.checkpoint);
+    std::printf("resumed from %s at step %lld\n", files.checkpoint.c_str(), static_cast<long long>(tr.steps_done()));
   }
-  std::ofstream log(log_path, std::ios::app);
-  if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
-  log << nlohmann::json{{"event", o.resume ? "resume" : "start"}, {"step", tr.steps_done()},
-                        {"config", o.cfg.to_json()}, {"command", command_line()}}
-             .dump()
-      << "\n"
-      << std::flush;
+  std::ofstream log = open_run_log(
+      files, o.resume, {{"step", tr.steps_done()}, {"config", o.cfg.to_json()}, {"command", command_line()}});
 
-  install_interrupt_handler();
+  // Losses are averaged over the steps between log lines.
   const auto t0 = std::chrono::steady_clock::now();
   auto t_log = t0;
-  int64_t images_since_log = 0;
+  int64_t images_since_log = 0, loss_n = 0;
   double loss_sum = 0.0;
-  int64_t loss_n = 0;
-  const int64_t start = tr.steps_done();
-  ProgressBar bar("train-teacher", o.cfg.iters, !o.quiet);
-  bar.update(start);
-  std::string stop_reason;
-  while (tr.steps_done() < o.cfg.iters) {
+  auto step = [&]() -> StepReport {
     const TeacherStepStats st = tr.step();
     images_since_log += o.cfg.batch_size;
     if (!st.skipped) {
@@ -143,57 +128,45 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
       std::fprintf(stderr, "\nwarning: step %lld: non-finite loss or gradient, step skipped\n",
                    static_cast<long long>(st.step));
     }
+    if (st.step % o.log_every != 0 && st.step != o.cfg.iters) return {st.step, ""};
     const auto now = std::chrono::steady_clock::now();
-    if (st.step % o.log_every == 0 || st.step == o.cfg.iters) {
-      const double dt = std::chrono::duration<double>(now - t_log).count();
-      const double loss = loss_n ? loss_sum / static_cast<double>(loss_n) : NAN;
-      log << nlohmann::json{{"step", st.step},
-                            {"loss", loss},
-                            {"grad_norm", st.grad_norm},
-                            {"lr", st.lr},
-                            {"images_per_s", dt > 0 ? static_cast<double>(images_since_log) / dt : 0.0},
-                            {"skipped_total", tr.skipped_steps()},
-                            {"elapsed_s", std::chrono::duration<double>(now - t0).count()}}
-                 .dump()
-          << "\n"
-          << std::flush;
-      char extra[96];
-      std::snprintf(extra, sizeof extra, "loss %.4f  %.0f img/s", loss,
-                    dt > 0 ? static_cast<double>(images_since_log) / dt : 0.0);
-      bar.update(st.step, extra);
-      t_log = now;
-      images_since_log = 0;
-      loss_sum = 0.0;
-      loss_n = 0;
-    }
-    if (st.step % o.checkpoint_every == 0) write_outputs(tr, ckpt_path, teacher_path);
-    if (interrupted()) {
-      stop_reason = "interrupted";
-      break;
-    }
-    if (o.time_limit_min > 0 && std::chrono::duration<double>(now - t0).count() > o.time_limit_min * 60.0) {
-      stop_reason = "time limit";
-      break;
-    }
-  }
-  write_outputs(tr, ckpt_path, teacher_path);
-  bar.finish();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%lld steps in %s (%.1f images/s); checkpoint %s; EMA teacher %s\n",
-              static_cast<long long>(tr.steps_done() - start), format_duration(secs).c_str(),
-              secs > 0 ? static_cast<double>((tr.steps_done() - start) * o.cfg.batch_size) / secs : 0.0,
-              ckpt_path.c_str(), teacher_path.c_str());
+    const double dt = std::chrono::duration<double>(now - t_log).count();
+    const double loss = loss_n ? loss_sum / static_cast<double>(loss_n) : NAN;
+    const double rate = dt > 0 ? static_cast<double>(images_since_log) / dt : 0.0;
+    log << nlohmann::json{{"step", st.step},
+                          {"loss", loss},
+                          {"grad_norm", st.grad_norm},
+                          {"lr", st.lr},
+                          {"images_per_s", rate},
+                          {"skipped_total", tr.skipped_steps()},
+                          {"elapsed_s", std::chrono::duration<double>(now - t0).count()}}
+               .dump()
+        << "\n"
+        << std::flush;
+    t_log = now;
+    images_since_log = loss_n = 0;
+    loss_sum = 0.0;
+    char text[96];
+    std::snprintf(text, sizeof text, "loss %.4f  %.0f img/s", loss, rate);
+    return {st.step, text};
+  };
+  LoopSettings ls;
+  ls.label = "train-teacher";
+  ls.total = o.cfg.iters;
+  ls.checkpoint_every = o.checkpoint_every;
+  ls.time_limit_min = o.time_limit_min;
+  ls.quiet = o.quiet;
+  const int64_t start = tr.steps_done();
+  const LoopResult r = run_training_loop(ls, start, step, [&] { write_outputs(tr, files.checkpoint, teacher_path); });
+
+  std::printf("%lld steps in %s (%.1f images/s); checkpoint %s; EMA teacher %s\n", static_cast<long long>(r.steps_run),
+              format_duration(r.seconds).c_str(),
+              r.seconds > 0 ? static_cast<double>(r.steps_run * o.cfg.batch_size) / r.seconds : 0.0,
+              files.checkpoint.c_str(), teacher_path.c_str());
   if (tr.skipped_steps() > 0)
     std::printf("%lld steps skipped for non-finite values\n", static_cast<long long>(tr.skipped_steps()));
-  if (stop_reason == "interrupted") {
-    std::fprintf(stderr, "arcflow: interrupted at step %lld; checkpoint written; continue with --resume\n",
-                 static_cast<long long>(tr.steps_done()));
-    return 130;
-  }
-  if (stop_reason == "time limit")
-    std::printf("stopped at the time limit at step %lld of %lld; continue with --resume\n",
-                static_cast<long long>(tr.steps_done()), static_cast<long long>(o.cfg.iters));
-  return 0;
+  report_stop(ls, r, tr.steps_done());
+  return r.exit_status();
 }
 
 }  // namespace

@@ -67,20 +67,63 @@ torch::Tensor velocity(const Policy& p, const torch::Tensor& sigma) {
   return (p.means * factor).sum(1);
 }
 
+namespace {
+
+// The factor w_k exp(g_k (sigma_s - sigma_a)) phi(g_k delta) of every component, (B, K, 1, ...).
+torch::Tensor mixture_factor(const Policy& p, const torch::Tensor& sa, const torch::Tensor& delta) {
+  const int64_t rank = p.means.dim();
+  const torch::Tensor travelled = broadcast_sigma(p.sigma_src, rank) - sa;
+  return weights(p) * torch::exp(p.log_gammas * travelled) * phi(p.log_gammas * delta);
+}
+
+// phi(z) for inference, in passes that are all vectorised (torch's expm1 is not): Kahan's
+// (u - 1) / log(u) with u = exp(z) rounded. The rounding error of u cancels between numerator and
+// denominator, so the quotient is accurate to a few ulps for every z; u == 1 (|z| < ~6e-8) gives
+// 0/0, which the tiny addend turns into the limit 1: where u != 1, |log u| >= ~6e-8, far above it.
+// NaN in z stays NaN. (The autograd path keeps phi(), whose series branch keeps gradients finite.)
+torch::Tensor phi_inference(const torch::Tensor& z) {
+  constexpr double kTiny = 1e-30;
+  const torch::Tensor u = torch::exp(z);
+  return (u - 1.0).add_(kTiny).div_(torch::log(u).add_(kTiny));
+}
+
+// Inference (nothing needs a gradient): the same mixture mean velocity in fewer passes over the
+// (B, K, 1, ...) elements. The softmax is left unnormalised, e_k = exp(l_k - max_j l_j), and the
+// sum over components is divided by sum_k e_k at the end, on K times fewer elements. The
+// momentum factor exp(g (sigma_s - sigma_a)) is 1 when the step starts where the policy was
+// emitted (the sampler's case: the same sigma tensor) and is skipped then.
+torch::Tensor mean_velocity_inference(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sa,
+                                      const torch::Tensor& delta) {
+  torch::Tensor f = phi_inference(p.log_gammas * delta);
+  if (!sigma_a.is_same(p.sigma_src))
+    f.mul_(torch::exp(p.log_gammas * (broadcast_sigma(p.sigma_src, p.means.dim()) - sa)));
+  const torch::Tensor e = (p.logweights - p.logweights.amax(1, /*keepdim=*/true)).exp_();
+  f.mul_(e);
+  const torch::Tensor num = f.sizes() == p.means.sizes() ? f.mul_(p.means).sum(1) : (p.means * f).sum(1);
+  return num.div_(e.sum(1));
+}
+
+bool needs_grad(const Policy& p) {
+  return torch::GradMode::is_enabled() &&
+         (p.means.requires_grad() || p.logweights.requires_grad() || p.log_gammas.requires_grad());
+}
+
+}  // namespace
+
 torch::Tensor mean_velocity(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
   const int64_t rank = p.means.dim();
   const torch::Tensor sa = broadcast_sigma(sigma_a, rank);
   const torch::Tensor delta = sa - broadcast_sigma(sigma_b, rank);
-  const torch::Tensor travelled = broadcast_sigma(p.sigma_src, rank) - sa;
   // (1/delta) * integral_{sigma_b}^{sigma_a} mu exp(g (sigma_s - sigma)) dsigma
   //   = mu exp(g (sigma_s - sigma_a)) phi(g delta).
-  const torch::Tensor factor = weights(p) * torch::exp(p.log_gammas * travelled) * phi(p.log_gammas * delta);
-  return (p.means * factor).sum(1);
+  if (needs_grad(p)) return (p.means * mixture_factor(p, sa, delta)).sum(1);
+  return mean_velocity_inference(p, sigma_a, sa, delta);
 }
 
 torch::Tensor displacement(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
   const torch::Tensor delta = broadcast_sigma(sigma_a, p.means.dim() - 1) - broadcast_sigma(sigma_b, p.means.dim() - 1);
-  return mean_velocity(p, sigma_a, sigma_b) * delta;
+  if (needs_grad(p)) return mean_velocity(p, sigma_a, sigma_b) * delta;
+  return mean_velocity(p, sigma_a, sigma_b).mul_(delta);
 }
 
 torch::Tensor integrate(const Policy& p, const torch::Tensor& x_a, const torch::Tensor& sigma_a,

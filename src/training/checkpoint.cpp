@@ -23,13 +23,30 @@ std::string serialize_optimizer(torch::optim::Optimizer& opt) {
   return out.str();
 }
 
-void deserialize_optimizer(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& source) {
+namespace {
+template <typename State>
+bool move_moments(torch::optim::OptimizerParamState& base, torch::Device device) {
+  auto* st = dynamic_cast<State*>(&base);
+  if (st == nullptr) return false;
+  st->exp_avg(st->exp_avg().to(device));
+  st->exp_avg_sq(st->exp_avg_sq().to(device));
+  if (st->max_exp_avg_sq().defined()) st->max_exp_avg_sq(st->max_exp_avg_sq().to(device));
+  return true;
+}
+}  // namespace
+
+void deserialize_optimizer(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& source,
+                           torch::Device device) {
   std::istringstream in(bytes);
   try {
     torch::load(opt, in);
   } catch (const c10::Error& e) {
     throw std::runtime_error(source + ": cannot restore the optimizer state: " + e.what_without_backtrace());
   }
+  for (auto& kv : opt.state())
+    if (!move_moments<torch::optim::AdamWParamState>(*kv.second, device) &&
+        !move_moments<torch::optim::AdamParamState>(*kv.second, device))
+      throw std::runtime_error(source + ": optimizer state of an unsupported kind (expected Adam or AdamW)");
 }
 
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {

@@ -186,12 +186,7 @@ void Distiller::restore(const Checkpoint& ckpt, const std::string& source) {
       ema_[i].copy_(take(ckpt.ema, i, "ema"));
     }
   }
-  deserialize_optimizer(*optimizer_, ckpt.optimizer, source);
-  for (auto& kv : optimizer_->state()) {  // LibTorch loads the moments on the CPU
-    auto& st = static_cast<torch::optim::AdamWParamState&>(*kv.second);
-    st.exp_avg(st.exp_avg().to(problem_.device));
-    st.exp_avg_sq(st.exp_avg_sq().to(problem_.device));
-  }
+  deserialize_optimizer(*optimizer_, ckpt.optimizer, source, problem_.device);
   gen_.set_state(ckpt.rng_state);
   if (ckpt.extra.count("global_rng")) {
     at::Generator global = at::detail::getDefaultCPUGenerator();

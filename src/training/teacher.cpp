@@ -182,14 +182,7 @@ void TeacherTrainer::restore(const Checkpoint& ckpt, const std::string& source) 
   load_state(*model_, ckpt.model, source);
   load_state(*ema_, ckpt.ema, source);
   if (ckpt.optimizer.empty()) throw std::runtime_error(source + ": checkpoint has no optimizer state");
-  deserialize_optimizer(*opt_, ckpt.optimizer, source);
-  // LibTorch loads the moments on the CPU: move them to the parameters' device.
-  for (auto& kv : opt_->state()) {
-    auto& st = static_cast<torch::optim::AdamWParamState&>(*kv.second);
-    st.exp_avg(st.exp_avg().to(device_));
-    st.exp_avg_sq(st.exp_avg_sq().to(device_));
-    if (st.max_exp_avg_sq().defined()) st.max_exp_avg_sq(st.max_exp_avg_sq().to(device_));
-  }
+  deserialize_optimizer(*opt_, ckpt.optimizer, source, device_);
   if (!ckpt.rng_state.defined()) throw std::runtime_error(source + ": checkpoint has no generator state");
   gen_.set_state(ckpt.rng_state);
   step_ = ckpt.step;

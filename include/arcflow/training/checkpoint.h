@@ -31,7 +31,10 @@ Checkpoint load_checkpoint(const std::string& path);
 // The optimizer's state (moments, step counts) as bytes, and back. Loading requires an optimizer
 // built over the same parameters in the same order.
 std::string serialize_optimizer(torch::optim::Optimizer& opt);
-void deserialize_optimizer(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& source);
+// Restores `opt` (Adam or AdamW) from serialize_optimizer's bytes and moves its moments to `device`
+// (LibTorch loads them on the CPU). Errors name `source`.
+void deserialize_optimizer(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& source,
+                           torch::Device device);
 
 // The tensors as one contiguous byte string (and back): for RNG states and other byte blobs.
 torch::Tensor bytes_to_tensor(const std::string& bytes);

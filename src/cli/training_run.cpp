@@ -1,0 +1,71 @@
+#include "training_run.h"
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/util/interrupt.h"
+#include "arcflow/util/progress.h"
+#include "common.h"
+
+namespace arcflow::cli {
+
+RunFiles prepare_run(const std::string& dir, bool resume) {
+  io::make_output_dir(dir);
+  RunFiles f{dir, dir + "/checkpoint.safetensors", dir + "/train.jsonl"};
+  if (!resume && file_exists(f.checkpoint))
+    throw std::runtime_error(f.checkpoint + " exists: pass --resume to continue that run, or choose another -o");
+  if (resume && !file_exists(f.checkpoint)) throw std::runtime_error(f.checkpoint + ": no checkpoint to resume from");
+  return f;
+}
+
+std::ofstream open_run_log(const RunFiles& files, bool resume, nlohmann::json first_line) {
+  std::ofstream log(files.log, std::ios::app);
+  if (!log) throw std::runtime_error(files.log + ": cannot open for appending");
+  first_line["event"] = resume ? "resume" : "start";
+  log << first_line.dump() << "\n" << std::flush;
+  return log;
+}
+
+LoopResult run_training_loop(const LoopSettings& s, int64_t start, const std::function<StepReport()>& step,
+                             const std::function<void()>& save) {
+  install_interrupt_handler();
+  const auto t0 = std::chrono::steady_clock::now();
+  ProgressBar bar(s.label, s.total, !s.quiet);
+  bar.update(start);
+  std::string text;
+  LoopResult r;
+  for (int64_t done = start; done < s.total;) {
+    const StepReport rep = step();
+    done = rep.step;
+    ++r.steps_run;
+    if (!rep.bar_text.empty()) text = rep.bar_text;
+    bar.update(done, text);
+    if (s.checkpoint_every > 0 && done % s.checkpoint_every == 0) save();
+    if (interrupted()) {
+      r.interrupted = true;
+      break;
+    }
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s.time_limit_min > 0 && elapsed > s.time_limit_min * 60.0) {
+      r.time_limit = true;
+      break;
+    }
+  }
+  save();
+  bar.finish(text);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+void report_stop(const LoopSettings& s, const LoopResult& r, int64_t done) {
+  if (r.interrupted)
+    std::fprintf(stderr, "arcflow: interrupted at %s %lld; checkpoint written; continue with --resume\n",
+                 s.unit.c_str(), static_cast<long long>(done));
+  else if (r.time_limit)
+    std::printf("stopped at the time limit at %s %lld of %lld; continue with --resume\n", s.unit.c_str(),
+                static_cast<long long>(done), static_cast<long long>(s.total));
+}
+
+}  // namespace arcflow::cli
