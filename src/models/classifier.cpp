@@ -116,33 +116,12 @@ torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) { return logits_fr
 // ----------------------------------------------------------------------------------- files
 
 void save_classifier(Classifier& m, const std::string& path, const io::Metadata& extra) {
-  io::Metadata meta = extra;
-  for (const char* reserved : {"model", "config"})
-    if (meta.count(reserved) != 0)
-      throw std::invalid_argument("save_classifier " + path + ": metadata entry '" + reserved + "' is reserved");
-  meta["model"] = "classifier";
-  meta["config"] = m->config.to_json().dump();
-  save_weights(*m, path, meta);
+  save_described(*m, path, "classifier", m->config.to_json(), extra);
 }
 
 Classifier load_classifier(const std::string& path, torch::Device device, io::Metadata* metadata) {
   const io::SafetensorsFile f = io::load_safetensors(path);
-  const auto model = f.metadata.find("model");
-  if (model == f.metadata.end())
-    throw std::runtime_error(path + ": no \"model\" entry in the safetensors metadata (not a classifier file from "
-                             "save_classifier / arcflow train-classifier)");
-  if (model->second != "classifier")
-    throw std::runtime_error(path + ": metadata says model \"" + model->second + "\", expected \"classifier\"");
-  const auto config = f.metadata.find("config");
-  if (config == f.metadata.end())
-    throw std::runtime_error(path + ": no \"config\" entry in the safetensors metadata");
-  ClassifierConfig cfg;
-  try {
-    cfg = ClassifierConfig::from_json(nlohmann::json::parse(config->second));
-  } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": invalid config metadata: " + e.what());
-  }
-  Classifier m(cfg);
+  Classifier m(read_described_config<ClassifierConfig>(f, path, "classifier"));
   load_state(*m, f.tensors, path);
   m->to(device);
   m->eval();

@@ -296,24 +296,12 @@ void save_dit(DiT& m, const std::string& path) {
     if (auto* l = item.value()->as<LoRALinearImpl>(); l != nullptr && l->has_lora())
       throw std::invalid_argument("save_dit " + path + ": layer '" + item.key() +
                                   "' carries a LoRA adapter; save adapters separately");
-  save_weights(*m, path, {{"config", m->config.to_json().dump()}, {"model", "dit"}});
+  save_described(*m, path, "dit", m->config.to_json());
 }
 
 DiT load_dit(const std::string& path, torch::Device device) {
   const io::SafetensorsFile f = io::load_safetensors(path);
-  const auto model = f.metadata.find("model");
-  if (model != f.metadata.end() && model->second != "dit")
-    throw std::runtime_error(path + ": metadata says model \"" + model->second + "\", expected \"dit\"");
-  const auto config = f.metadata.find("config");
-  if (config == f.metadata.end())
-    throw std::runtime_error(path + ": no \"config\" entry in the safetensors metadata (not a DiT file from save_dit)");
-  DiTConfig cfg;
-  try {
-    cfg = DiTConfig::from_json(nlohmann::json::parse(config->second));
-  } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": invalid config metadata: " + e.what());
-  }
-  DiT m(cfg);
+  DiT m(read_described_config<DiTConfig>(f, path, "dit", /*kind_optional=*/true));
   load_state(*m, f.tensors, path);
   m->to(device);
   return m;

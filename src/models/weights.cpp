@@ -39,4 +39,34 @@ io::Metadata load_weights(torch::nn::Module& m, const std::string& path) {
   return f.metadata;
 }
 
+void save_described(torch::nn::Module& m, const std::string& path, const std::string& kind,
+                    const nlohmann::json& config, const io::Metadata& extra) {
+  io::Metadata meta = extra;
+  for (const char* reserved : {"model", "config"})
+    if (meta.count(reserved) != 0)
+      throw std::invalid_argument("saving " + path + ": metadata entry '" + reserved + "' is reserved");
+  meta["model"] = kind;
+  meta["config"] = config.dump();
+  save_weights(m, path, meta);
+}
+
+nlohmann::json described_config(const io::SafetensorsFile& f, const std::string& path, const std::string& kind,
+                                bool kind_optional) {
+  const auto model = f.metadata.find("model");
+  if (model == f.metadata.end() && !kind_optional)
+    throw std::runtime_error(path + ": no \"model\" entry in the safetensors metadata (not a " + kind +
+                             " weights file from arcflow)");
+  if (model != f.metadata.end() && model->second != kind)
+    throw std::runtime_error(path + ": metadata says model \"" + model->second + "\", expected \"" + kind + "\"");
+  const auto config = f.metadata.find("config");
+  if (config == f.metadata.end())
+    throw std::runtime_error(path + ": no \"config\" entry in the safetensors metadata (not a " + kind +
+                             " weights file from arcflow)");
+  try {
+    return nlohmann::json::parse(config->second);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": invalid config metadata: " + e.what());
+  }
+}
+
 }  // namespace arcflow

@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
 #include <string>
 
 #include "arcflow/io/safetensors.h"
@@ -22,5 +25,29 @@ void load_state(torch::nn::Module& m, const io::TensorMap& tensors, const std::s
 
 // load_safetensors + load_state; returns the file's metadata.
 io::Metadata load_weights(torch::nn::Module& m, const std::string& path);
+
+// Self-describing weights: the metadata names the model kind ("model") and holds its config as
+// JSON ("config"), so a model can be rebuilt from its file alone (the DiT, the classifier).
+// Writes m's weights (atomically) with {"model": kind, "config": config.dump()} plus `extra`;
+// "model" or "config" in `extra` throws std::invalid_argument.
+void save_described(torch::nn::Module& m, const std::string& path, const std::string& kind,
+                    const nlohmann::json& config, const io::Metadata& extra = {});
+
+// The "config" JSON of a described file, after checking its "model" entry is `kind` (a file
+// without the entry passes when `kind_optional`). Throws std::runtime_error naming `path`.
+nlohmann::json described_config(const io::SafetensorsFile& f, const std::string& path, const std::string& kind,
+                                bool kind_optional = false);
+
+// described_config parsed by Config::from_json; its errors become std::runtime_error naming `path`.
+template <typename Config>
+Config read_described_config(const io::SafetensorsFile& f, const std::string& path, const std::string& kind,
+                             bool kind_optional = false) {
+  const nlohmann::json j = described_config(f, path, kind, kind_optional);
+  try {
+    return Config::from_json(j);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": invalid config metadata: " + e.what());
+  }
+}
 
 }  // namespace arcflow
