@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "arcflow/core/schedule.h"
@@ -28,12 +29,26 @@ torch::Tensor random_intervals(int64_t batch, int64_t n, const torch::Tensor& to
 
 }  // namespace
 
-Distiller::Distiller(DistillProblem problem, DistillConfig cfg)
-    : problem_(std::move(problem)), cfg_(cfg), gen_(at::detail::createCPUGenerator(cfg.seed)) {
+uint64_t stream_seed(uint64_t seed, int64_t stream) {
+  if (stream == 0) return seed;
+  // splitmix64 of (seed, stream): distinct, well-mixed seeds for the other streams.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(stream + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+Distiller::Distiller(DistillProblem problem, DistillConfig cfg, std::shared_ptr<Communicator> comm)
+    : problem_(std::move(problem)), cfg_(cfg), comm_(std::move(comm)) {
   if (cfg_.nfe < 1) throw std::invalid_argument("nfe must be >= 1");
   if (cfg_.num_intermediate_states < 1) throw std::invalid_argument("num_intermediate_states must be >= 1");
   if (cfg_.total_substeps < 1 || cfg_.window_substeps < 0) throw std::invalid_argument("bad substep counts");
   if (cfg_.batch_size < 1) throw std::invalid_argument("batch size must be >= 1");
+  if (cfg_.micro_batches < 1 || cfg_.batch_size % cfg_.micro_batches != 0)
+    throw std::invalid_argument("micro_batches (" + std::to_string(cfg_.micro_batches) +
+                                ") must be >= 1 and divide the batch size (" + std::to_string(cfg_.batch_size) + ")");
+  for (int j = 0; j < cfg_.micro_batches; ++j)
+    gens_.push_back(at::detail::createCPUGenerator(stream_seed(cfg_.seed, int64_t{rank()} * cfg_.micro_batches + j)));
   using torch::optim::AdamWOptions;
   auto opts = [&](double lr) {
     return std::make_unique<AdamWOptions>(
@@ -59,22 +74,16 @@ double Distiller::lr_at(int iteration) const {
   return cfg_.lr * std::min(1.0, static_cast<double>(iteration) / cfg_.warmup_iters);
 }
 
-DistillStats Distiller::step() {
-  const int it = iteration_ + 1;
-  DistillStats stats;
-  stats.iteration = it;
-  stats.teacher_ratio = teacher_ratio();
-  stats.lr = lr_at(it);
-  const int64_t B = cfg_.batch_size;
+std::vector<double> Distiller::micro_batch(int64_t B, at::Generator& gen, double teacher_ratio, double weight) {
   const int64_t M = cfg_.num_intermediate_states;
   const auto dev = problem_.device;
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  std::vector<double> losses;
 
-  optimizer_->zero_grad();
-  torch::Tensor cond = problem_.sample_conditions ? problem_.sample_conditions(B, gen_) : torch::Tensor();
+  torch::Tensor cond = problem_.sample_conditions ? problem_.sample_conditions(B, gen) : torch::Tensor();
   if (cond.defined()) cond = cond.to(dev);
   // Noise is drawn on the CPU so that a seed gives the same samples on every device.
-  torch::Tensor x = torch::randn(batch_shape(B, problem_.sample_shape), gen_).to(dev);
+  torch::Tensor x = torch::randn(batch_shape(B, problem_.sample_shape), gen).to(dev);
   const auto dtype = x.scalar_type();
   auto sig = [&](const torch::Tensor& tau) { return warp(tau, cfg_.shift).to(dev, dtype); };
   const double substep = 1.0 / cfg_.total_substeps;
@@ -84,12 +93,12 @@ DistillStats Distiller::step() {
     const double W = std::min(cfg_.window_substeps * substep, L);
     const torch::Tensor sigma_src = torch::full({B}, seg.sigma_src, x.options());
     const Policy P = problem_.student(x, sigma_src, cond);
-    const Policy Pd = dropout_components(detached(P), cfg_.component_dropout, gen_);
+    const Policy Pd = dropout_components(detached(P), cfg_.component_dropout, gen);
 
     // Step 3: the walk's student and teacher intervals inside the segment (raw time).
     const torch::Tensor walk = torch::full({B}, L - W, f64);
-    const torch::Tensor student_iv = random_intervals(B, M, walk * (1.0 - stats.teacher_ratio), gen_);
-    const torch::Tensor teacher_iv = random_intervals(B, M - 1, walk * stats.teacher_ratio, gen_);
+    const torch::Tensor student_iv = random_intervals(B, M, walk * (1.0 - teacher_ratio), gen);
+    const torch::Tensor teacher_iv = random_intervals(B, M - 1, walk * teacher_ratio, gen);
 
     // Step 4: walk M states; collect the student's predictions and the teacher's velocities.
     torch::Tensor tau = torch::full({B}, seg.tau_src, f64);
@@ -117,13 +126,48 @@ DistillStats Distiller::step() {
     // Step 5: loss for this student step; no gradient flows between steps.
     loss = loss * (0.5 * cfg_.loss_scale * L / static_cast<double>(M));
     const double value = loss.item<double>();
-    stats.step_losses.push_back(value);
-    stats.loss += value;
-    if (std::isfinite(value)) loss.backward();
-    else stats.skipped = true;
+    losses.push_back(value);
+    if (std::isfinite(value)) (loss * weight).backward();
     const torch::Tensor sigma_dst = torch::full({B}, seg.sigma_dst, x.options());
     x = integrate(Pd, x, sig(tau), sigma_dst).detach();
   }
+  return losses;
+}
+
+DistillStats Distiller::step() {
+  const int it = iteration_ + 1;
+  DistillStats stats;
+  stats.iteration = it;
+  stats.teacher_ratio = teacher_ratio();
+  stats.lr = lr_at(it);
+  const int64_t micro = cfg_.micro_batches;
+
+  optimizer_->zero_grad();
+  stats.step_losses.assign(cfg_.nfe, 0.0);
+  for (int64_t j = 0; j < micro; ++j) {
+    const std::vector<double> l = micro_batch(cfg_.batch_size / micro, gens_[j], stats.teacher_ratio, 1.0 / micro);
+    for (size_t k = 0; k < l.size(); ++k) {
+      stats.step_losses[k] += l[k] / static_cast<double>(micro);
+      if (!std::isfinite(l[k])) stats.skipped = true;
+    }
+  }
+  if (world_size() > 1) {
+    // Average gradients and losses over the ranks. A rank that skipped sends NaN gradients, so
+    // every rank sees a non-finite norm below and skips the same update.
+    std::vector<torch::Tensor> grads;
+    for (auto& p : all_params_) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      if (stats.skipped) p.mutable_grad().fill_(std::numeric_limits<double>::quiet_NaN());
+      grads.push_back(p.grad());
+    }
+    grads.push_back(torch::tensor(stats.step_losses, torch::kFloat64).to(problem_.device));
+    comm_->all_reduce_sum(grads);
+    const double inv = 1.0 / world_size();
+    for (size_t i = 0; i + 1 < grads.size(); ++i) grads[i].mul_(inv);
+    const torch::Tensor l = grads.back().cpu();
+    for (size_t k = 0; k < stats.step_losses.size(); ++k) stats.step_losses[k] = l[k].item<double>() * inv;
+  }
+  for (double l : stats.step_losses) stats.loss += l;
 
   // Step 6: one optimizer step for all student steps; skip it on a non-finite loss or gradient.
   for (auto& g : optimizer_->param_groups()) {
@@ -157,11 +201,24 @@ Checkpoint Distiller::checkpoint() {
     c.ema["param." + std::to_string(i)] = ema_[i].to(torch::kCPU, false, true);
   }
   c.optimizer = serialize_optimizer(*optimizer_);
-  c.rng_state = gen_.get_state();
+  // Random streams and global generators of every rank (gathered: the states differ by rank).
+  std::vector<torch::Tensor> mine;
+  for (auto& g : gens_) mine.push_back(g.get_state());
   at::Generator global = at::detail::getDefaultCPUGenerator();
-  c.extra["global_rng"] = global.get_state();
+  mine.push_back(global.get_state());
+  const torch::Tensor local = torch::stack(mine);  // (micro + 1, state bytes), uint8
+  const std::vector<torch::Tensor> all = world_size() > 1 ? comm_->all_gather(local) : std::vector<torch::Tensor>{local};
+  for (size_t r = 0; r < all.size(); ++r) {
+    for (int j = 0; j < cfg_.micro_batches; ++j)
+      c.extra["rng." + std::to_string(r * cfg_.micro_batches + j)] = all[r][j].clone();
+    c.extra["global_rng." + std::to_string(r)] = all[r][cfg_.micro_batches].clone();
+  }
+  c.rng_state = c.extra.at("rng.0");
+  c.extra["global_rng"] = c.extra.at("global_rng.0");  // the single-process name of earlier versions
   c.step = iteration_;
   c.metadata["skipped_steps"] = std::to_string(skipped_);
+  c.metadata["world_size"] = std::to_string(world_size());
+  c.metadata["micro_batches"] = std::to_string(cfg_.micro_batches);
   return c;
 }
 
@@ -187,10 +244,26 @@ void Distiller::restore(const Checkpoint& ckpt, const std::string& source) {
     }
   }
   deserialize_optimizer(*optimizer_, ckpt.optimizer, source, problem_.device);
-  gen_.set_state(ckpt.rng_state);
-  if (ckpt.extra.count("global_rng")) {
+  // Files from before data parallelism hold one stream and no sizes: world 1, 1 micro-batch.
+  const auto number = [&](const char* key) {
+    return ckpt.metadata.count(key) ? std::stoi(ckpt.metadata.at(key)) : 1;
+  };
+  if (number("world_size") != world_size() || number("micro_batches") != cfg_.micro_batches)
+    throw std::runtime_error(source + ": written by " + std::to_string(number("world_size")) + " process(es) with " +
+                             std::to_string(number("micro_batches")) + " micro-batch(es); resume with the same world " +
+                             "size and micro-batches (now " + std::to_string(world_size()) + " and " +
+                             std::to_string(cfg_.micro_batches) + ")");
+  for (int j = 0; j < cfg_.micro_batches; ++j) {
+    const std::string key = "rng." + std::to_string(int64_t{rank()} * cfg_.micro_batches + j);
+    if (ckpt.extra.count(key)) gens_[j].set_state(ckpt.extra.at(key));
+    else if (j == 0 && rank() == 0) gens_[j].set_state(ckpt.rng_state);
+    else throw std::runtime_error(source + ": checkpoint lacks the random stream " + key);
+  }
+  const std::string gkey = "global_rng." + std::to_string(rank());
+  const std::string gname = ckpt.extra.count(gkey) ? gkey : (rank() == 0 ? "global_rng" : "");
+  if (!gname.empty() && ckpt.extra.count(gname)) {
     at::Generator global = at::detail::getDefaultCPUGenerator();
-    global.set_state(ckpt.extra.at("global_rng"));
+    global.set_state(ckpt.extra.at(gname));
   }
   iteration_ = static_cast<int>(ckpt.step);
   skipped_ = ckpt.metadata.count("skipped_steps") ? std::stoi(ckpt.metadata.at("skipped_steps")) : 0;

@@ -6,11 +6,13 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "arcflow/core/policy.h"
 #include "arcflow/training/checkpoint.h"
+#include "arcflow/training/communicator.h"
 
 namespace arcflow {
 
@@ -33,6 +35,11 @@ struct DistillConfig {
   double ema_gamma = 7.0;
   int ema_start = 100;
   uint64_t seed = 0;
+  // Gradient accumulation: the batch is split into this many micro-batches of batch_size /
+  // micro_batches samples (it must divide), each with its own random stream. Data parallelism
+  // adds streams: micro-batch j of rank r draws from stream r * micro_batches + j, so 2 ranks x 1
+  // micro-batch see exactly the samples of 1 rank x 2 micro-batches and reach the same weights.
+  int micro_batches = 1;
 };
 
 // What the distiller needs to know about a model pair.
@@ -59,9 +66,16 @@ struct DistillStats {
   bool skipped = false;             // non-finite loss or gradient: no update was made
 };
 
+// The seed of random stream `stream` (stream 0: the run's seed itself, so a single-process run
+// draws what it always drew).
+uint64_t stream_seed(uint64_t seed, int64_t stream);
+
 class Distiller {
  public:
-  Distiller(DistillProblem problem, DistillConfig cfg);
+  // With a communicator of world size > 1 the distiller is one data-parallel rank: step() averages
+  // the gradients (and the logged losses) over all ranks before the update, so every rank keeps
+  // the same weights; checkpoint() and restore() are then collective (every rank calls them).
+  Distiller(DistillProblem problem, DistillConfig cfg, std::shared_ptr<Communicator> comm = nullptr);
 
   // One training iteration (all nfe student steps, then one optimizer step and the EMA update).
   DistillStats step();
@@ -75,8 +89,9 @@ class Distiller {
   int skipped_steps() const { return skipped_; }
 
   // Everything needed to continue exactly: trainable tensors ("param.<i>" in model/ and ema/),
-  // optimizer moments, this distiller's generator and torch's global CPU generator (LoRA dropout),
-  // iteration and skipped count. restore() needs a distiller built over the same problem (same
+  // optimizer moments, every rank's random streams ("rng.<stream>"; stream 0 also as the
+  // checkpoint's generator state) and torch's global CPU generator ("global_rng.<rank>", LoRA
+  // dropout), iteration, skipped count, world size and micro-batches (resume needs the same). restore() needs a distiller built over the same problem (same
   // tensors in the same order and shapes); errors name `source`.
   Checkpoint checkpoint();
   void restore(const Checkpoint& ckpt, const std::string& source);
@@ -84,13 +99,19 @@ class Distiller {
  private:
   double lr_at(int iteration) const;
   void update_ema();
+  // Runs every student step on one micro-batch of B samples drawn from `gen`, accumulating
+  // gradients scaled by `weight`; returns the step losses (unscaled); NaN marks a skipped step.
+  std::vector<double> micro_batch(int64_t B, at::Generator& gen, double teacher_ratio, double weight);
+  int world_size() const { return comm_ ? comm_->world_size() : 1; }
+  int rank() const { return comm_ ? comm_->rank() : 0; }
 
   DistillProblem problem_;
   DistillConfig cfg_;
   std::vector<torch::Tensor> all_params_;
   std::vector<torch::Tensor> ema_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  at::Generator gen_;
+  std::shared_ptr<Communicator> comm_;
+  std::vector<at::Generator> gens_;  // this rank's streams, one per micro-batch
   int iteration_ = 0;
   int skipped_ = 0;
 };

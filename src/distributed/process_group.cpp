@@ -1,0 +1,135 @@
+#include "arcflow/distributed/process_group.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+
+#ifdef ARCFLOW_HAVE_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+namespace arcflow {
+
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0') throw std::invalid_argument(std::string("environment variable ") + name + "='" + v + "' is not an integer");
+  return static_cast<int>(x);
+}
+
+#ifdef ARCFLOW_HAVE_GLOO
+class GlooCommunicator : public Communicator {
+ public:
+  GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank, int world)
+      : pg_(std::move(pg)), rank_(rank), world_(world) {}
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
+    // Gloo reduces CPU tensors; one flat buffer per dtype keeps it to few messages.
+    run("all-reduce", [&] {
+      for (auto& t : tensors) {
+        std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
+        pg_->allreduce(one)->wait();
+        if (!t.is_same(one[0])) t.copy_(one[0]);
+      }
+    });
+  }
+
+  std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override {
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < world_; ++r) out[0].push_back(torch::empty_like(t));
+    std::vector<at::Tensor> in{t.contiguous()};
+    run("all-gather", [&] { pg_->allgather(out, in)->wait(); });
+    return out[0];
+  }
+
+  void barrier() override {
+    run("barrier", [&] { pg_->barrier()->wait(); });
+  }
+
+ private:
+  template <typename F>
+  void run(const char* what, F&& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      throw std::runtime_error("rank " + std::to_string(rank_) + " of " + std::to_string(world_) + ": " + what +
+                               " failed, a peer process has probably stopped: " + e.what());
+    }
+  }
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  int rank_, world_;
+};
+#endif
+
+}  // namespace
+
+DistOptions DistOptions::from_env() {
+  DistOptions o;
+  o.rank = env_int("RANK", o.rank);
+  o.world_size = env_int("WORLD_SIZE", o.world_size);
+  if (const char* a = std::getenv("MASTER_ADDR"); a != nullptr && *a != '\0') o.master_addr = a;
+  o.master_port = env_int("MASTER_PORT", o.master_port);
+  return o;
+}
+
+void DistOptions::validate() const {
+  if (world_size < 1) throw std::invalid_argument("world size must be >= 1, got " + std::to_string(world_size));
+  if (rank < 0 || rank >= world_size)
+    throw std::invalid_argument("rank " + std::to_string(rank) + " is outside [0, " + std::to_string(world_size) + ")");
+  if (master_port < 1 || master_port > 65535)
+    throw std::invalid_argument("master port must be in 1..65535, got " + std::to_string(master_port));
+  if (backend != "gloo" && backend != "nccl")
+    throw std::invalid_argument("distributed backend must be gloo or nccl, got '" + backend + "'");
+  if (!(timeout_s > 0)) throw std::invalid_argument("distributed timeout must be > 0");
+}
+
+bool gloo_available() {
+#ifdef ARCFLOW_HAVE_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::shared_ptr<Communicator> connect(const DistOptions& opt) {
+  opt.validate();
+  if (opt.world_size == 1) return nullptr;
+  if (opt.backend == "nccl")
+    throw std::runtime_error("--dist-backend nccl: this build of arcflow has no NCCL process group (it needs a "
+                             "CUDA LibTorch built with NCCL); use gloo");
+#ifdef ARCFLOW_HAVE_GLOO
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(opt.timeout_s * 1000));
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(opt.master_port);
+    so.isServer = opt.rank == 0;
+    so.numWorkers = opt.world_size;
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    store = c10::make_intrusive<c10d::TCPStore>(opt.master_addr, so);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("rank " + std::to_string(opt.rank) + ": cannot meet the other " +
+                             std::to_string(opt.world_size - 1) + " process(es) at " + opt.master_addr + ":" +
+                             std::to_string(opt.master_port) + " within " + std::to_string(opt.timeout_s) +
+                             " s: " + e.what());
+  }
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  const std::string host = opt.master_addr == "127.0.0.1" || opt.master_addr == "localhost" ? "127.0.0.1" : "";
+  options->devices.push_back(host.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                          : c10d::ProcessGroupGloo::createDeviceForHostname(host));
+  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, opt.rank, opt.world_size, options);
+  return std::make_shared<GlooCommunicator>(pg, opt.rank, opt.world_size);
+#else
+  throw std::runtime_error("this build of arcflow has no Gloo (install libgloo-dev and rebuild)");
+#endif
+}
+
+}  // namespace arcflow
