@@ -10,6 +10,7 @@
 #include <sstream>
 #include <sys/stat.h>
 
+#include "arcflow/distributed/process_group.h"
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/models/dit_student.h"
 #include "arcflow/training/image_distill.h"
@@ -35,6 +36,9 @@ struct DistillOptions {
   int log_every = 1;
   double time_limit_min = 0;
   bool quiet = false;
+  // Data parallel (torchrun's variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; flags win).
+  DistOptions dist;
+  std::vector<std::pair<CLI::Option*, std::function<void(const DistOptions&)>>> dist_flags;
 };
 
 void add_flags(CLI::App* sub, DistillOptions& o) {
@@ -92,8 +96,33 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
   sub->add_option("--time-limit", o.time_limit_min, "Stop cleanly (checkpoint written) after this many minutes")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", o.quiet, "No progress bar");
+  sub->add_option("--micro-batches", d.micro_batches,
+                  "Split each batch into this many micro-batches (gradient accumulation; must divide --batch)")
+      ->capture_default_str();
+  // Data parallel: every flag falls back to its torchrun variable, then to the default.
+  DistOptions& t = o.dist;
+  auto dist_flag = [&](CLI::Option* opt, std::function<void(const DistOptions&)> from_env) {
+    o.dist_flags.emplace_back(opt, std::move(from_env));
+  };
+  dist_flag(sub->add_option("--rank", t.rank, "This process's rank in [0, world size) (env RANK; default 0)"),
+            [&t](const DistOptions& e) { t.rank = e.rank; });
+  dist_flag(sub->add_option("--world-size", t.world_size,
+                            "Number of data-parallel processes (env WORLD_SIZE; default 1). Each runs --batch "
+                            "samples per iteration; `arcflow launch -n N -- distill ...` starts N on this machine"),
+            [&t](const DistOptions& e) { t.world_size = e.world_size; });
+  dist_flag(sub->add_option("--master-addr", t.master_addr, "Address of rank 0 (env MASTER_ADDR; default 127.0.0.1)"),
+            [&t](const DistOptions& e) { t.master_addr = e.master_addr; });
+  dist_flag(sub->add_option("--master-port", t.master_port, "Rendezvous port on rank 0 (env MASTER_PORT; default 29500)"),
+            [&t](const DistOptions& e) { t.master_port = e.master_port; });
+  sub->add_option("--dist-backend", t.backend, "Collective backend: gloo (CPU) or nccl (CUDA builds with NCCL)")
+      ->check(CLI::IsMember({"gloo", "nccl"}))
+      ->capture_default_str();
+  sub->add_option("--dist-timeout", t.timeout_s, "Seconds to wait for the other processes before failing")
+      ->capture_default_str();
   sub->footer(
       "Ctrl-C or SIGTERM writes a checkpoint and stops (exit status 130); run again with --resume.\n"
+      "With several processes only rank 0 writes the run folder; resume needs the same world size and\n"
+      "micro-batches, and every rank must be able to read OUTPUT/checkpoint.safetensors.\n"
       "Global options -t/--threads and --device are described in `arcflow --help`.");
 }
 
@@ -109,6 +138,9 @@ void validate(DistillOptions& o) {
   if (!(d.shift >= 1)) throw std::invalid_argument("--shift must be >= 1");
   if (!(d.timestep_ratio > 0)) throw std::invalid_argument("--timestep-ratio must be > 0");
   if (d.batch_size < 1) throw std::invalid_argument("--batch must be >= 1");
+  if (d.micro_batches < 1 || d.batch_size % d.micro_batches != 0)
+    throw std::invalid_argument("--micro-batches " + std::to_string(d.micro_batches) + " must be >= 1 and divide --batch " +
+                                std::to_string(d.batch_size));
   if (o.iters < 1) throw std::invalid_argument("--iters must be >= 1, got " + std::to_string(o.iters));
   if (d.num_intermediate_states < 1) throw std::invalid_argument("--num-intermediate-states must be >= 1");
   if (d.component_dropout < 0 || d.component_dropout >= 1)
@@ -129,8 +161,11 @@ io::Metadata run_metadata(const DistillOptions& o, int iteration) {
 
 void write_outputs(Distiller& dist, DiTStudent& student, const DistillOptions& o, const std::string& ckpt_path,
                    const std::string& adapter_path) {
-  Checkpoint c = dist.checkpoint();
+  Checkpoint c = dist.checkpoint();  // collective: every rank takes part, rank 0 writes
+  if (o.dist.rank != 0) return;
+  const auto world = c.metadata;
   c.metadata = run_metadata(o, dist.iteration());
+  for (const char* key : {"world_size", "micro_batches"}) c.metadata[key] = world.at(key);
   c.metadata["skipped_steps"] = std::to_string(dist.skipped_steps());
   c.metadata["kind"] = "distill";
   c.metadata["student_config"] = o.s.to_json().dump();
@@ -146,29 +181,56 @@ void write_outputs(Distiller& dist, DiTStudent& student, const DistillOptions& o
 }
 
 int run(DistillOptions& o, const GlobalOptions& g) {
+  const DistOptions env = DistOptions::from_env();
+  for (auto& [opt, from_env] : o.dist_flags)
+    if (opt->count() == 0) from_env(env);
+  o.dist.validate();
+  const bool lead = o.dist.rank == 0;
+  if (!lead) o.quiet = true;
   const torch::Device device = start_up(g);
   validate(o);
-  const RunFiles files = prepare_run(o.output, o.resume);
+  const RunFiles files = lead ? prepare_run(o.output, o.resume)
+                              : RunFiles{o.output, o.output + "/checkpoint.safetensors", o.output + "/train.jsonl"};
+  if (!lead && o.resume && !file_exists(files.checkpoint))
+    throw std::runtime_error("rank " + std::to_string(o.dist.rank) + ": " + files.checkpoint +
+                             ": no checkpoint to resume from (every rank reads it: share the run folder)");
   const std::string adapter_path = o.output + "/adapter.safetensors";
 
   DiT teacher = load_dit(o.teacher, device);
-  torch::manual_seed(o.d.seed);
+  torch::manual_seed(o.d.seed);  // the same initial weights on every rank
   DiTStudent student(teacher, o.s);
+  // LoRA dropout draws from torch's global generator: a rank of its own from here on.
+  if (!lead) torch::manual_seed(stream_seed(o.d.seed, 1000000 + o.dist.rank));
+  const std::shared_ptr<Communicator> comm = connect(o.dist);
   const int64_t trainable = student->trainable_count(), total = student->total_count();
-  std::printf("student: K %lld, LoRA rank %d on %zu patterns; trainable %lld of %lld parameters (%.2f%%)\n",
+  if (lead)
+    std::printf("student: K %lld, LoRA rank %d on %zu patterns; trainable %lld of %lld parameters (%.2f%%)\n",
               static_cast<long long>(o.s.K), o.s.lora.rank, o.s.lora.targets.size(),
               static_cast<long long>(trainable), static_cast<long long>(total),
               100.0 * static_cast<double>(trainable) / static_cast<double>(total));
-  Distiller dist(make_dit_distill_problem(student, teacher, o.guidance, device), o.d);
+  if (comm) {
+    int64_t bytes = 8 * o.d.nfe;  // the step losses ride along
+    for (const auto& p : student->parameters())
+      if (p.requires_grad()) bytes += p.numel() * static_cast<int64_t>(p.element_size());
+    if (lead)
+      std::printf("data parallel: %d processes (%s, rendezvous %s:%d), %d samples per iteration in all; "
+                  "all-reduce of %.2f MB of gradients per iteration\n",
+                  o.dist.world_size, o.dist.backend.c_str(), o.dist.master_addr.c_str(), o.dist.master_port,
+                  o.dist.world_size * o.d.batch_size, static_cast<double>(bytes) / 1e6);
+  }
+  Distiller dist(make_dit_distill_problem(student, teacher, o.guidance, device), o.d, comm);
   if (o.resume) {
     const Checkpoint c = load_checkpoint(files.checkpoint);
     if (c.metadata.count("student_config") == 0 || c.metadata.at("student_config") != o.s.to_json().dump())
       throw std::runtime_error(files.checkpoint + ": made with another student config; resume with the same settings");
     dist.restore(c, files.checkpoint);
-    std::printf("resumed from %s at iteration %d\n", files.checkpoint.c_str(), dist.iteration());
+    if (lead) std::printf("resumed from %s at iteration %d\n", files.checkpoint.c_str(), dist.iteration());
   }
-  std::ofstream log = open_run_log(
-      files, o.resume, {{"iteration", dist.iteration()}, {"command", command_line()}, {"student", o.s.to_json()}});
+  std::ofstream log;
+  if (lead)
+    log = open_run_log(files, o.resume,
+                       {{"iteration", dist.iteration()}, {"command", command_line()}, {"student", o.s.to_json()},
+                        {"world_size", o.dist.world_size}, {"micro_batches", o.d.micro_batches}});
 
   const auto t0 = std::chrono::steady_clock::now();
   auto t_log = t0;
@@ -177,7 +239,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
     const auto now = std::chrono::steady_clock::now();
     if (st.skipped)
       std::fprintf(stderr, "\nwarning: iteration %d: non-finite loss or gradient, update skipped\n", st.iteration);
-    if (st.iteration % o.log_every == 0 || st.iteration == o.iters) {
+    if (lead && (st.iteration % o.log_every == 0 || st.iteration == o.iters)) {
       const double dt = std::chrono::duration<double>(now - t_log).count() / o.log_every;
       log << nlohmann::json{{"iteration", st.iteration}, {"loss", st.loss},       {"step_losses", st.step_losses},
                             {"teacher_ratio", st.teacher_ratio}, {"lr", st.lr}, {"grad_norm", st.grad_norm},
@@ -202,8 +264,15 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   ls.checkpoint_every = o.checkpoint_every;
   ls.time_limit_min = o.time_limit_min;
   ls.quiet = o.quiet;
+  if (comm)
+    ls.any_rank_stops = [&comm](bool stop) {
+      std::vector<torch::Tensor> flag{torch::full({1}, stop ? 1.0 : 0.0)};
+      comm->all_reduce_sum(flag);
+      return flag[0].item<double>() > 0;
+    };
   const LoopResult r = run_training_loop(ls, dist.iteration(), step,
                                          [&] { write_outputs(dist, student, o, files.checkpoint, adapter_path); });
+  if (!lead) return r.exit_status();
   std::printf("%lld iterations in %s; checkpoint %s; adapter (EMA) %s\n", static_cast<long long>(r.steps_run),
               format_duration(r.seconds).c_str(), files.checkpoint.c_str(), adapter_path.c_str());
   report_stop(ls, r, dist.iteration());

@@ -18,5 +18,6 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g);
 Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g);
 Runner add_distill_command(CLI::App& app, GlobalOptions& g);
 Runner add_bench_command(CLI::App& app, GlobalOptions& g);
+Runner add_launch_command(CLI::App& app, GlobalOptions& g);
 
 }  // namespace arcflow::cli

@@ -43,13 +43,11 @@ LoopResult run_training_loop(const LoopSettings& s, int64_t start, const std::fu
     if (!rep.bar_text.empty()) text = rep.bar_text;
     bar.update(done, text);
     if (s.checkpoint_every > 0 && done % s.checkpoint_every == 0) save();
-    if (interrupted()) {
-      r.interrupted = true;
-      break;
-    }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s.time_limit_min > 0 && elapsed > s.time_limit_min * 60.0) {
-      r.time_limit = true;
+    const bool signal = interrupted(), late = s.time_limit_min > 0 && elapsed > s.time_limit_min * 60.0;
+    if (s.any_rank_stops ? s.any_rank_stops(signal || late) : signal || late) {
+      r.interrupted = signal || !late;  // a peer's signal counts as one here
+      r.time_limit = late;
       break;
     }
   }

@@ -30,6 +30,9 @@ struct LoopSettings {
   int64_t checkpoint_every = 0; // save() every this many steps (0: only at the end)
   double time_limit_min = 0;    // stop after this many minutes (0: none)
   bool quiet = false;           // no progress bar
+  // Data parallel: given this rank's wish to stop (signal or time limit), says whether any rank
+  // wishes it, so that every rank stops after the same step (collective; null: one process).
+  std::function<bool(bool)> any_rank_stops;
 };
 
 // One step's outcome: its number (1-based, counted over the whole run) and the text beside the
