@@ -8,10 +8,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "arcflow/distributed/process_group.h"
+#include "arcflow/models/weights.h"
 #include "arcflow/training/distill.h"
+#include "arcflow/training/teacher.h"
 
 using namespace arcflow;
 
@@ -207,4 +210,52 @@ TEST(DataParallel, BadOptionsAreRefusedByName) {
   ::setenv("WORLD_SIZE", "two", 1);
   EXPECT_THROW(DistOptions::from_env(), std::invalid_argument);
   ::unsetenv("WORLD_SIZE");
+}
+
+TEST(DataParallel, TeacherRanksStayIdenticalAndUseEachOthersBatches) {
+  if (!gloo_available()) GTEST_SKIP() << "built without Gloo";
+  TeacherTrainConfig c;
+  c.model.image_size = 8;
+  c.model.patch = 4;
+  c.model.width = 16;
+  c.model.depth = 1;
+  c.model.heads = 2;
+  c.model.num_classes = 3;
+  c.batch_size = 4;
+  c.warmup_iters = 1;
+  c.seed = 5;
+  torch::manual_seed(11);
+  const torch::Tensor images = torch::rand({12, 1, 8, 8}) * 2 - 1, labels = torch::arange(12, torch::kLong) % 3;
+  std::mutex init;  // the trainer seeds torch's global generator to initialise: one rank at a time here
+  io::TensorMap w[2];
+  Checkpoint ckpt;
+  two_ranks([&](int rank, std::shared_ptr<Communicator> comm) {
+    std::unique_ptr<TeacherTrainer> tr;
+    {
+      std::lock_guard<std::mutex> lock(init);
+      tr = std::make_unique<TeacherTrainer>(c, images, labels, torch::kCPU, comm);
+    }
+    for (int i = 0; i < 3; ++i) tr->step();
+    Checkpoint k = tr->checkpoint();  // collective
+    w[rank] = state_dict(*tr->model());
+    if (rank == 0) ckpt = k;
+  });
+  TeacherTrainer alone(c, images, labels, torch::kCPU);
+  for (int i = 0; i < 3; ++i) alone.step();
+  const io::TensorMap single = state_dict(*alone.model());
+  double same = 0, apart = 0;
+  for (const auto& [k, v] : w[0]) {
+    same = std::max(same, (v - w[1].at(k)).abs().max().item<double>());
+    apart = std::max(apart, (v - single.at(k)).abs().max().item<double>());
+  }
+  EXPECT_EQ(same, 0.0) << "ranks diverged";
+  EXPECT_GT(apart, 1e-6) << "rank 1's batches changed nothing";
+  EXPECT_EQ(ckpt.metadata.at("world_size"), "2");
+  EXPECT_EQ(ckpt.extra.count("rng.1"), 1u);
+  try {
+    alone.restore(ckpt, "ckpt");
+    ADD_FAILURE() << "a single process resumed a 2-process checkpoint";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("same world size"), std::string::npos) << e.what();
+  }
 }

@@ -36,9 +36,8 @@ struct DistillOptions {
   int log_every = 1;
   double time_limit_min = 0;
   bool quiet = false;
-  // Data parallel (torchrun's variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; flags win).
-  DistOptions dist;
-  std::vector<std::pair<CLI::Option*, std::function<void(const DistOptions&)>>> dist_flags;
+  DistFlags dist_flags;  // data parallel
+  DistOptions dist;      // resolved from dist_flags at the start of run()
 };
 
 void add_flags(CLI::App* sub, DistillOptions& o) {
@@ -99,26 +98,7 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
   sub->add_option("--micro-batches", d.micro_batches,
                   "Split each batch into this many micro-batches (gradient accumulation; must divide --batch)")
       ->capture_default_str();
-  // Data parallel: every flag falls back to its torchrun variable, then to the default.
-  DistOptions& t = o.dist;
-  auto dist_flag = [&](CLI::Option* opt, std::function<void(const DistOptions&)> from_env) {
-    o.dist_flags.emplace_back(opt, std::move(from_env));
-  };
-  dist_flag(sub->add_option("--rank", t.rank, "This process's rank in [0, world size) (env RANK; default 0)"),
-            [&t](const DistOptions& e) { t.rank = e.rank; });
-  dist_flag(sub->add_option("--world-size", t.world_size,
-                            "Number of data-parallel processes (env WORLD_SIZE; default 1). Each runs --batch "
-                            "samples per iteration; `arcflow launch -n N -- distill ...` starts N on this machine"),
-            [&t](const DistOptions& e) { t.world_size = e.world_size; });
-  dist_flag(sub->add_option("--master-addr", t.master_addr, "Address of rank 0 (env MASTER_ADDR; default 127.0.0.1)"),
-            [&t](const DistOptions& e) { t.master_addr = e.master_addr; });
-  dist_flag(sub->add_option("--master-port", t.master_port, "Rendezvous port on rank 0 (env MASTER_PORT; default 29500)"),
-            [&t](const DistOptions& e) { t.master_port = e.master_port; });
-  sub->add_option("--dist-backend", t.backend, "Collective backend: gloo (CPU) or nccl (CUDA builds with NCCL)")
-      ->check(CLI::IsMember({"gloo", "nccl"}))
-      ->capture_default_str();
-  sub->add_option("--dist-timeout", t.timeout_s, "Seconds to wait for the other processes before failing")
-      ->capture_default_str();
+  o.dist_flags.add(sub);
   sub->footer(
       "Ctrl-C or SIGTERM writes a checkpoint and stops (exit status 130); run again with --resume.\n"
       "With several processes only rank 0 writes the run folder; resume needs the same world size and\n"
@@ -181,10 +161,7 @@ void write_outputs(Distiller& dist, DiTStudent& student, const DistillOptions& o
 }
 
 int run(DistillOptions& o, const GlobalOptions& g) {
-  const DistOptions env = DistOptions::from_env();
-  for (auto& [opt, from_env] : o.dist_flags)
-    if (opt->count() == 0) from_env(env);
-  o.dist.validate();
+  o.dist = o.dist_flags.resolve();
   const bool lead = o.dist.rank == 0;
   if (!lead) o.quiet = true;
   const torch::Device device = start_up(g);
@@ -264,12 +241,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   ls.checkpoint_every = o.checkpoint_every;
   ls.time_limit_min = o.time_limit_min;
   ls.quiet = o.quiet;
-  if (comm)
-    ls.any_rank_stops = [&comm](bool stop) {
-      std::vector<torch::Tensor> flag{torch::full({1}, stop ? 1.0 : 0.0)};
-      comm->all_reduce_sum(flag);
-      return flag[0].item<double>() > 0;
-    };
+  ls.any_rank_stops = stop_agreement(comm);
   const LoopResult r = run_training_loop(ls, dist.iteration(), step,
                                          [&] { write_outputs(dist, student, o, files.checkpoint, adapter_path); });
   if (!lead) return r.exit_status();

@@ -1,4 +1,4 @@
-// `arcflow launch -n N -- distill ...`: N data-parallel processes of one arcflow command on this
+// `arcflow launch -n N -- distill ...` (or train-teacher): N data-parallel processes of one command on this
 // machine, as torchrun --nproc-per-node N would start them: each child gets RANK, WORLD_SIZE,
 // MASTER_ADDR=127.0.0.1 and MASTER_PORT, and (unless the command sets -t) an equal share of the
 // cores. Ctrl-C reaches every child (same process group), which checkpoint together and stop. When
@@ -30,8 +30,8 @@ struct LaunchOptions {
 int run_launch(const LaunchOptions& o) {
   if (o.n < 1) throw std::invalid_argument("launch: -n must be >= 1, got " + std::to_string(o.n));
   if (o.command.empty()) throw std::invalid_argument("launch: give the command after --, e.g. -- distill --config ...");
-  if (o.command[0] != "distill")
-    throw std::invalid_argument("launch: only `distill` runs data-parallel, got '" + o.command[0] + "'");
+  if (o.command[0] != "distill" && o.command[0] != "train-teacher")
+    throw std::invalid_argument("launch: only distill and train-teacher run data-parallel, got '" + o.command[0] + "'");
   bool threads_given = false;
   for (const auto& a : o.command)
     if (a == "-t" || a == "--threads" || a.rfind("--threads=", 0) == 0) threads_given = true;
@@ -84,8 +84,8 @@ int run_launch(const LaunchOptions& o) {
 
 Runner add_launch_command(CLI::App& app, GlobalOptions&) {
   auto* sub = app.add_subcommand("launch",
-                                 "Run N data-parallel processes of `arcflow distill` on this machine "
-                                 "(for several machines, start `arcflow distill` on each with RANK, WORLD_SIZE, "
+                                 "Run N data-parallel processes of `arcflow distill` or `arcflow train-teacher` on "
+                                 "this machine (for several machines, start the command on each with RANK, WORLD_SIZE, "
                                  "MASTER_ADDR and MASTER_PORT set, as for torchrun)");
   auto o = std::make_shared<LaunchOptions>();
   sub->add_option("-n,--nproc", o->n, "Number of processes")->capture_default_str();

@@ -33,6 +33,7 @@ struct TeacherOptions {
   double time_limit_min = 0;  // 0: none
   int64_t limit_train = 0;    // 0: all 60000 training images
   bool quiet = false;
+  DistFlags dist_flags;       // data parallel
 };
 
 void add_flags(CLI::App* sub, TeacherOptions& o) {
@@ -77,22 +78,29 @@ void add_flags(CLI::App* sub, TeacherOptions& o) {
                   "Stop cleanly (checkpoint written, resumable) after this many minutes (0: no limit)")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", o.quiet, "No progress bar");
+  o.dist_flags.add(sub);
   sub->footer(
       "Ctrl-C or SIGTERM writes a checkpoint and stops (exit status 130); run again with --resume.\n"
+      "With several processes only rank 0 writes the run folder; resume needs the same world size.\n"
       "Global options -t/--threads and --device are described in `arcflow --help`.");
 }
 
-void write_outputs(TeacherTrainer& tr, const std::string& ckpt_path, const std::string& teacher_path) {
-  Checkpoint c = tr.checkpoint();
+void write_outputs(TeacherTrainer& tr, const std::string& ckpt_path, const std::string& teacher_path, bool lead) {
+  Checkpoint c = tr.checkpoint();  // collective: every rank takes part, rank 0 writes
+  if (!lead) return;
   c.metadata["command"] = command_line();
   save_checkpoint(ckpt_path, c);
   save_dit(tr.ema(), teacher_path);
 }
 
 int run(TeacherOptions& o, const GlobalOptions& g) {
+  const DistOptions dist = o.dist_flags.resolve();
+  const bool lead = dist.rank == 0;
+  if (!lead) o.quiet = true;
   const torch::Device device = start_up(g);
   o.cfg.validate();
-  const RunFiles files = prepare_run(o.output, o.resume);
+  const RunFiles files = lead ? prepare_run(o.output, o.resume)
+                              : RunFiles{o.output, o.output + "/checkpoint.safetensors", o.output + "/train.jsonl"};
   const std::string teacher_path = o.output + "/teacher.safetensors";
 
   io::FashionMnist data = io::load_fashion_mnist(o.data_dir, /*train=*/true);
@@ -100,18 +108,27 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
     data.images = data.images.narrow(0, 0, o.limit_train);
     data.labels = data.labels.narrow(0, 0, o.limit_train);
   }
-  TeacherTrainer tr(o.cfg, data.images, data.labels, device);
-  std::printf("DiT: %lld parameters (width %lld, depth %lld, heads %lld, patch %lld, %lld tokens); %lld images\n",
+  const std::shared_ptr<Communicator> comm = connect(dist);
+  TeacherTrainer tr(o.cfg, data.images, data.labels, device, comm);
+  if (lead)
+    std::printf("DiT: %lld parameters (width %lld, depth %lld, heads %lld, patch %lld, %lld tokens); %lld images\n",
               static_cast<long long>(count_parameters(*tr.model())), static_cast<long long>(o.cfg.model.width),
               static_cast<long long>(o.cfg.model.depth), static_cast<long long>(o.cfg.model.heads),
               static_cast<long long>(o.cfg.model.patch), static_cast<long long>(o.cfg.model.num_tokens()),
               static_cast<long long>(data.images.size(0)));
   if (o.resume) {
     tr.restore(load_checkpoint(files.checkpoint), files.checkpoint);
-    std::printf("resumed from %s at step %lld\n", files.checkpoint.c_str(), static_cast<long long>(tr.steps_done()));
+    if (lead)
+      std::printf("resumed from %s at step %lld\n", files.checkpoint.c_str(), static_cast<long long>(tr.steps_done()));
   }
-  std::ofstream log = open_run_log(
-      files, o.resume, {{"step", tr.steps_done()}, {"config", o.cfg.to_json()}, {"command", command_line()}});
+  if (comm && lead)
+    std::printf("data parallel: %d processes (%s), %lld images per step in all\n", dist.world_size,
+                dist.backend.c_str(), static_cast<long long>(dist.world_size * o.cfg.batch_size));
+  std::ofstream log;
+  if (lead)
+    log = open_run_log(files, o.resume,
+                       {{"step", tr.steps_done()}, {"config", o.cfg.to_json()}, {"command", command_line()},
+                        {"world_size", dist.world_size}});
 
   // Losses are averaged over the steps between log lines.
   const auto t0 = std::chrono::steady_clock::now();
@@ -128,7 +145,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
       std::fprintf(stderr, "\nwarning: step %lld: non-finite loss or gradient, step skipped\n",
                    static_cast<long long>(st.step));
     }
-    if (st.step % o.log_every != 0 && st.step != o.cfg.iters) return {st.step, ""};
+    if (!lead || (st.step % o.log_every != 0 && st.step != o.cfg.iters)) return {st.step, ""};
     const auto now = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(now - t_log).count();
     const double loss = loss_n ? loss_sum / static_cast<double>(loss_n) : NAN;
@@ -156,8 +173,11 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
   ls.checkpoint_every = o.checkpoint_every;
   ls.time_limit_min = o.time_limit_min;
   ls.quiet = o.quiet;
+  ls.any_rank_stops = stop_agreement(comm);
   const int64_t start = tr.steps_done();
-  const LoopResult r = run_training_loop(ls, start, step, [&] { write_outputs(tr, files.checkpoint, teacher_path); });
+  const LoopResult r =
+      run_training_loop(ls, start, step, [&] { write_outputs(tr, files.checkpoint, teacher_path, lead); });
+  if (!lead) return r.exit_status();
 
   std::printf("%lld steps in %s (%.1f images/s); checkpoint %s; EMA teacher %s\n", static_cast<long long>(r.steps_run),
               format_duration(r.seconds).c_str(),

@@ -11,6 +11,42 @@
 
 namespace arcflow::cli {
 
+void DistFlags::add(CLI::App* sub) {
+  DistOptions& t = opt_;
+  env_.emplace_back(sub->add_option("--rank", t.rank, "This process's rank in [0, world size) (env RANK; default 0)"),
+                    [](DistOptions& o, const DistOptions& e) { o.rank = e.rank; });
+  env_.emplace_back(sub->add_option("--world-size", t.world_size,
+                                    "Number of data-parallel processes (env WORLD_SIZE; default 1); each runs --batch "
+                                    "samples per step. `arcflow launch -n N -- COMMAND` starts N on this machine"),
+                    [](DistOptions& o, const DistOptions& e) { o.world_size = e.world_size; });
+  env_.emplace_back(sub->add_option("--master-addr", t.master_addr, "Address of rank 0 (env MASTER_ADDR; default 127.0.0.1)"),
+                    [](DistOptions& o, const DistOptions& e) { o.master_addr = e.master_addr; });
+  env_.emplace_back(sub->add_option("--master-port", t.master_port, "Rendezvous port on rank 0 (env MASTER_PORT; default 29500)"),
+                    [](DistOptions& o, const DistOptions& e) { o.master_port = e.master_port; });
+  sub->add_option("--dist-backend", t.backend, "Collective backend: gloo (CPU) or nccl (CUDA builds with NCCL)")
+      ->check(CLI::IsMember({"gloo", "nccl"}))
+      ->capture_default_str();
+  sub->add_option("--dist-timeout", t.timeout_s, "Seconds to wait for the other processes before failing")
+      ->capture_default_str();
+}
+
+DistOptions DistFlags::resolve() {
+  const DistOptions env = DistOptions::from_env();
+  for (auto& [opt, take] : env_)
+    if (opt->count() == 0) take(opt_, env);
+  opt_.validate();
+  return opt_;
+}
+
+std::function<bool(bool)> stop_agreement(std::shared_ptr<Communicator> comm) {
+  if (!comm) return nullptr;
+  return [comm](bool stop) {
+    std::vector<torch::Tensor> flag{torch::full({1}, stop ? 1.0 : 0.0)};
+    comm->all_reduce_sum(flag);
+    return flag[0].item<double>() > 0;
+  };
+}
+
 RunFiles prepare_run(const std::string& dir, bool resume) {
   io::make_output_dir(dir);
   RunFiles f{dir, dir + "/checkpoint.safetensors", dir + "/train.jsonl"};

@@ -3,14 +3,36 @@
 // checkpoints every N steps, Ctrl-C / SIGTERM and --time-limit stops.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "arcflow/distributed/process_group.h"
 
 namespace arcflow::cli {
+
+// The data-parallel flags (--rank, --world-size, --master-addr, --master-port, --dist-backend,
+// --dist-timeout). Each of the first four falls back to its torchrun variable (RANK, WORLD_SIZE,
+// MASTER_ADDR, MASTER_PORT), then to DistOptions' default.
+class DistFlags {
+ public:
+  void add(CLI::App* sub);
+  DistOptions resolve();  // call after parsing; throws std::invalid_argument on bad values
+
+ private:
+  DistOptions opt_;
+  std::vector<std::pair<CLI::Option*, std::function<void(DistOptions&, const DistOptions&)>>> env_;
+};
+
+// For LoopSettings::any_rank_stops: every rank learns whether any rank wants to stop.
+std::function<bool(bool)> stop_agreement(std::shared_ptr<Communicator> comm);
 
 // DIR/checkpoint.safetensors and DIR/train.jsonl of a run in `dir` (created if needed). Throws
 // std::runtime_error when the checkpoint exists but `resume` is false (it would be overwritten),

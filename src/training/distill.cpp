@@ -29,15 +29,6 @@ torch::Tensor random_intervals(int64_t batch, int64_t n, const torch::Tensor& to
 
 }  // namespace
 
-uint64_t stream_seed(uint64_t seed, int64_t stream) {
-  if (stream == 0) return seed;
-  // splitmix64 of (seed, stream): distinct, well-mixed seeds for the other streams.
-  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(stream + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 Distiller::Distiller(DistillProblem problem, DistillConfig cfg, std::shared_ptr<Communicator> comm)
     : problem_(std::move(problem)), cfg_(cfg), comm_(std::move(comm)) {
   if (cfg_.nfe < 1) throw std::invalid_argument("nfe must be >= 1");
@@ -157,15 +148,12 @@ DistillStats Distiller::step() {
     std::vector<torch::Tensor> grads;
     for (auto& p : all_params_) {
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      if (stats.skipped) p.mutable_grad().fill_(std::numeric_limits<double>::quiet_NaN());
       grads.push_back(p.grad());
     }
     grads.push_back(torch::tensor(stats.step_losses, torch::kFloat64).to(problem_.device));
-    comm_->all_reduce_sum(grads);
-    const double inv = 1.0 / world_size();
-    for (size_t i = 0; i + 1 < grads.size(); ++i) grads[i].mul_(inv);
+    average_over_ranks(*comm_, grads, stats.skipped);
     const torch::Tensor l = grads.back().cpu();
-    for (size_t k = 0; k < stats.step_losses.size(); ++k) stats.step_losses[k] = l[k].item<double>() * inv;
+    for (size_t k = 0; k < stats.step_losses.size(); ++k) stats.step_losses[k] = l[k].item<double>();
   }
   for (double l : stats.step_losses) stats.loss += l;
 
@@ -207,7 +195,7 @@ Checkpoint Distiller::checkpoint() {
   at::Generator global = at::detail::getDefaultCPUGenerator();
   mine.push_back(global.get_state());
   const torch::Tensor local = torch::stack(mine);  // (micro + 1, state bytes), uint8
-  const std::vector<torch::Tensor> all = world_size() > 1 ? comm_->all_gather(local) : std::vector<torch::Tensor>{local};
+  const std::vector<torch::Tensor> all = gather_states(comm_.get(), local);
   for (size_t r = 0; r < all.size(); ++r) {
     for (int j = 0; j < cfg_.micro_batches; ++j)
       c.extra["rng." + std::to_string(r * cfg_.micro_batches + j)] = all[r][j].clone();

@@ -43,8 +43,11 @@ nlohmann::json TeacherTrainConfig::to_json() const {
 }
 
 TeacherTrainer::TeacherTrainer(TeacherTrainConfig cfg, const torch::Tensor& images, const torch::Tensor& labels,
-                               torch::Device device)
-    : cfg_(std::move(cfg)), device_(device), gen_(at::detail::createCPUGenerator(cfg_.seed)) {
+                               torch::Device device, std::shared_ptr<Communicator> comm)
+    : cfg_(std::move(cfg)),
+      device_(device),
+      comm_(std::move(comm)),
+      gen_(at::detail::createCPUGenerator(stream_seed(cfg_.seed, comm_ ? comm_->rank() : 0))) {
   cfg_.validate();
   const DiTConfig& m = cfg_.model;
   if (images.dim() != 4 || images.size(1) != m.in_channels || images.size(2) != m.image_size ||
@@ -115,6 +118,16 @@ TeacherStepStats TeacherTrainer::step() {
   opt_->zero_grad();
   loss.backward();
   st.loss = loss.item<double>();
+  if (comm_ && comm_->world_size() > 1) {  // data parallel: the mean gradient and loss of all ranks
+    std::vector<torch::Tensor> t;
+    for (auto& p : params_) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      t.push_back(p.grad());
+    }
+    t.push_back(torch::full({1}, st.loss, torch::TensorOptions().dtype(torch::kFloat64).device(device_)));
+    average_over_ranks(*comm_, t, !std::isfinite(st.loss));
+    st.loss = t.back().item<double>();
+  }
   double norm = 0.0;
   if (cfg_.grad_clip > 0) {
     norm = static_cast<double>(torch::nn::utils::clip_grad_norm_(params_, cfg_.grad_clip));
@@ -159,8 +172,11 @@ Checkpoint TeacherTrainer::checkpoint() {
   c.model = state_dict(*model_);
   c.ema = state_dict(*ema_);
   c.optimizer = serialize_optimizer(*opt_);
-  c.rng_state = gen_.get_state();
+  const std::vector<torch::Tensor> states = gather_states(comm_.get(), gen_.get_state());
+  for (size_t r = 0; r < states.size(); ++r) c.extra["rng." + std::to_string(r)] = states[r];
+  c.rng_state = states[0];
   c.step = step_;
+  c.metadata["world_size"] = std::to_string(states.size());
   c.metadata["config"] = cfg_.to_json().dump();
   c.metadata["kind"] = "teacher";
   c.metadata["skipped_steps"] = std::to_string(skipped_);
@@ -184,7 +200,13 @@ void TeacherTrainer::restore(const Checkpoint& ckpt, const std::string& source) 
   if (ckpt.optimizer.empty()) throw std::runtime_error(source + ": checkpoint has no optimizer state");
   deserialize_optimizer(*opt_, ckpt.optimizer, source, device_);
   if (!ckpt.rng_state.defined()) throw std::runtime_error(source + ": checkpoint has no generator state");
-  gen_.set_state(ckpt.rng_state);
+  const int world = comm_ ? comm_->world_size() : 1, rank = comm_ ? comm_->rank() : 0;
+  const int saved_world = ckpt.metadata.count("world_size") ? std::stoi(ckpt.metadata.at("world_size")) : 1;
+  if (saved_world != world)
+    throw std::runtime_error(source + ": written by " + std::to_string(saved_world) +
+                             " process(es); resume with the same world size (now " + std::to_string(world) + ")");
+  const auto mine = ckpt.extra.find("rng." + std::to_string(rank));
+  gen_.set_state(mine != ckpt.extra.end() ? mine->second : ckpt.rng_state);
   step_ = ckpt.step;
   skipped_ = ckpt.metadata.count("skipped_steps") ? std::stoll(ckpt.metadata.at("skipped_steps")) : 0;
   bad_in_a_row_ = 0;

@@ -5,9 +5,14 @@
 
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace arcflow {
+
+// The seed of random stream `stream` of a run seeded `seed`: stream 0 is the seed itself (so a
+// single process draws what it always drew); data-parallel ranks and micro-batches use the others.
+uint64_t stream_seed(uint64_t seed, int64_t stream);
 
 class Communicator {
  public:
@@ -21,5 +26,14 @@ class Communicator {
   virtual std::vector<torch::Tensor> all_gather(const torch::Tensor& t) = 0;
   virtual void barrier() = 0;
 };
+
+// The same tensors averaged over the ranks of `comm` (in place). Where `poison` is true on a rank
+// (its step was non-finite), that rank sends NaN so that every rank sees a non-finite result and
+// skips the same update.
+void average_over_ranks(Communicator& comm, std::vector<torch::Tensor>& tensors, bool poison);
+
+// Every rank's copy of `local` (a CPU uint8 state, e.g. a generator's), in rank order; just
+// `local` without a communicator.
+std::vector<torch::Tensor> gather_states(Communicator* comm, const torch::Tensor& local);
 
 }  // namespace arcflow

@@ -66,10 +66,6 @@ struct DistillStats {
   bool skipped = false;             // non-finite loss or gradient: no update was made
 };
 
-// The seed of random stream `stream` (stream 0: the run's seed itself, so a single-process run
-// draws what it always drew).
-uint64_t stream_seed(uint64_t seed, int64_t stream);
-
 class Distiller {
  public:
   // With a communicator of world size > 1 the distiller is one data-parallel rank: step() averages

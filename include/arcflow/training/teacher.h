@@ -18,6 +18,7 @@
 
 #include "arcflow/models/dit.h"
 #include "arcflow/training/checkpoint.h"
+#include "arcflow/training/communicator.h"
 
 namespace arcflow {
 
@@ -52,8 +53,11 @@ class TeacherTrainer {
  public:
   // images: (N, C, H, W) float in [-1, 1]; labels: (N) int64 in 0..num_classes-1. Both are moved to
   // `device` once. Throws std::invalid_argument when they do not fit cfg.model.
+  // With a communicator of world size > 1 the trainer is one data-parallel rank: it draws its own
+  // batches (random stream `rank`), averages gradients and losses over the ranks before each
+  // update, and checkpoint() / restore() are collective.
   TeacherTrainer(TeacherTrainConfig cfg, const torch::Tensor& images, const torch::Tensor& labels,
-                 torch::Device device);
+                 torch::Device device, std::shared_ptr<Communicator> comm = nullptr);
 
   // One optimizer step. Throws std::runtime_error after max_bad_steps non-finite steps in a row.
   TeacherStepStats step();
@@ -80,6 +84,7 @@ class TeacherTrainer {
   DiT model_{nullptr}, ema_{nullptr};
   std::vector<torch::Tensor> params_, ema_params_;
   std::unique_ptr<torch::optim::AdamW> opt_;
+  std::shared_ptr<Communicator> comm_;
   at::Generator gen_;
   int64_t step_ = 0, skipped_ = 0, bad_in_a_row_ = 0;
 };

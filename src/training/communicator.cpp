@@ -1,0 +1,29 @@
+#include "arcflow/training/communicator.h"
+
+#include <limits>
+
+namespace arcflow {
+
+uint64_t stream_seed(uint64_t seed, int64_t stream) {
+  if (stream == 0) return seed;
+  // splitmix64 of (seed, stream): distinct, well-mixed seeds for the other streams.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(stream + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+void average_over_ranks(Communicator& comm, std::vector<torch::Tensor>& tensors, bool poison) {
+  torch::NoGradGuard no_grad;
+  if (poison)
+    for (auto& t : tensors) t.fill_(std::numeric_limits<double>::quiet_NaN());
+  comm.all_reduce_sum(tensors);
+  for (auto& t : tensors) t.div_(comm.world_size());
+}
+
+std::vector<torch::Tensor> gather_states(Communicator* comm, const torch::Tensor& local) {
+  if (comm == nullptr || comm->world_size() == 1) return {local};
+  return comm->all_gather(local);
+}
+
+}  // namespace arcflow
