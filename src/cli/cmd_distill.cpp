@@ -57,7 +57,7 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
       ->capture_default_str();
   sub->add_option("--guidance", o.guidance, "Teacher classifier-free guidance scale")->capture_default_str();
   sub->add_option("--iters", o.iters, "Total iterations (a resumed run continues up to this)")->capture_default_str();
-  sub->add_option("--batch", d.batch_size, "Batch size (class labels and noises per iteration)")->capture_default_str();
+  sub->add_option("--batch", d.batch_size, "Batch size (class labels and noises per iteration, per process when data-parallel)")->capture_default_str();
   sub->add_option("--num-intermediate-states", d.num_intermediate_states, "States M visited per student step")
       ->capture_default_str();
   sub->add_option("--total-substeps", d.total_substeps, "Substeps of the whole [0, 1] raw time")->capture_default_str();

@@ -54,7 +54,7 @@ void add_flags(CLI::App* sub, TeacherOptions& o) {
   // Optimisation.
   sub->add_option("--iters", c.iters, "Total optimizer steps (a resumed run continues up to this)")
       ->capture_default_str();
-  sub->add_option("--batch", c.batch_size, "Batch size")->capture_default_str();
+  sub->add_option("--batch", c.batch_size, "Batch size (per process when data-parallel)")->capture_default_str();
   sub->add_option("--lr", c.lr, "AdamW learning rate after warm-up")->capture_default_str();
   sub->add_option("--beta1", c.beta1, "AdamW beta1")->capture_default_str();
   sub->add_option("--beta2", c.beta2, "AdamW beta2")->capture_default_str();
@@ -137,7 +137,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
   double loss_sum = 0.0;
   auto step = [&]() -> StepReport {
     const TeacherStepStats st = tr.step();
-    images_since_log += o.cfg.batch_size;
+    images_since_log += o.cfg.batch_size * dist.world_size;  // all ranks
     if (!st.skipped) {
       loss_sum += st.loss;
       ++loss_n;
@@ -181,7 +181,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
 
   std::printf("%lld steps in %s (%.1f images/s); checkpoint %s; EMA teacher %s\n", static_cast<long long>(r.steps_run),
               format_duration(r.seconds).c_str(),
-              r.seconds > 0 ? static_cast<double>(r.steps_run * o.cfg.batch_size) / r.seconds : 0.0,
+              r.seconds > 0 ? static_cast<double>(r.steps_run * o.cfg.batch_size * dist.world_size) / r.seconds : 0.0,
               files.checkpoint.c_str(), teacher_path.c_str());
   if (tr.skipped_steps() > 0)
     std::printf("%lld steps skipped for non-finite values\n", static_cast<long long>(tr.skipped_steps()));
