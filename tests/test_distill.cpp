@@ -1,6 +1,8 @@
 // The generic distiller on problems whose answer is known.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "arcflow/training/distill.h"
 
 using namespace arcflow;
@@ -92,4 +94,38 @@ TEST(Distiller, LearnsAnExponentialTeacherField) {
     const double want = 0.8 * std::exp(g * (1 - s));
     EXPECT_NEAR(velocity(p, torch::full({1}, s))[0][0].item<double>(), want, 0.05 * want) << "sigma " << s;
   }
+}
+
+TEST(Distiller, NonFiniteTeacherSkipsTheUpdateThenGivesUp) {
+  // The teacher returns NaN while `poisoned` is set: those iterations change nothing and are
+  // counted; max_bad_steps of them in a row stop with an error.
+  auto student = std::make_shared<FreePolicy>(2, 3);
+  auto poisoned = std::make_shared<bool>(true);
+  DistillProblem prob;
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) { return (*student)(x, s); };
+  prob.teacher = [poisoned](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) {
+    return torch::full({x.size(0), 3}, *poisoned ? std::nan("") : 0.5);
+  };
+  prob.sample_shape = {3};
+  prob.params = {student->means, student->logweights};
+  prob.log_gamma_params = {student->log_gammas};
+  DistillConfig cfg = small_config();
+  cfg.max_bad_steps = 4;
+  Distiller d(prob, cfg);
+  const torch::Tensor before = student->means.detach().clone();
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(d.step().skipped);
+  EXPECT_EQ(d.skipped_steps(), 3);
+  EXPECT_TRUE(torch::equal(student->means.detach(), before)) << "a skipped step changed the weights";
+  *poisoned = false;
+  EXPECT_FALSE(d.step().skipped);
+  EXPECT_FALSE(torch::equal(student->means.detach(), before));
+  *poisoned = true;
+  for (int i = 0; i < 3; ++i) d.step();  // 3 in a row: still below the limit of 4
+  try {
+    d.step();
+    ADD_FAILURE() << "no error after 4 non-finite iterations in a row";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("4 non-finite"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(torch::isfinite(student->means).all().item<bool>());
 }

@@ -35,6 +35,7 @@ Distiller::Distiller(DistillProblem problem, DistillConfig cfg, std::shared_ptr<
   if (cfg_.num_intermediate_states < 1) throw std::invalid_argument("num_intermediate_states must be >= 1");
   if (cfg_.total_substeps < 1 || cfg_.window_substeps < 0) throw std::invalid_argument("bad substep counts");
   if (cfg_.batch_size < 1) throw std::invalid_argument("batch size must be >= 1");
+  if (cfg_.max_bad_steps < 1) throw std::invalid_argument("max_bad_steps must be >= 1");
   if (cfg_.micro_batches < 1 || cfg_.batch_size % cfg_.micro_batches != 0)
     throw std::invalid_argument("micro_batches (" + std::to_string(cfg_.micro_batches) +
                                 ") must be >= 1 and divide the batch size (" + std::to_string(cfg_.batch_size) + ")");
@@ -167,7 +168,12 @@ DistillStats Distiller::step() {
   if (stats.skipped) {
     ++skipped_;
     optimizer_->zero_grad();
+    if (++bad_in_a_row_ >= cfg_.max_bad_steps)
+      throw std::runtime_error("distillation: " + std::to_string(bad_in_a_row_) +
+                               " non-finite losses or gradients in a row (last at iteration " + std::to_string(it) +
+                               "); lower the learning rate or resume from the last checkpoint");
   } else {
+    bad_in_a_row_ = 0;
     optimizer_->step();
   }
   iteration_ = it;

@@ -40,6 +40,8 @@ struct DistillConfig {
   // adds streams: micro-batch j of rank r draws from stream r * micro_batches + j, so 2 ranks x 1
   // micro-batch see exactly the samples of 1 rank x 2 micro-batches and reach the same weights.
   int micro_batches = 1;
+  // Consecutive skipped (non-finite) iterations before step() gives up with an error.
+  int max_bad_steps = 20;
 };
 
 // What the distiller needs to know about a model pair.
@@ -74,6 +76,8 @@ class Distiller {
   Distiller(DistillProblem problem, DistillConfig cfg, std::shared_ptr<Communicator> comm = nullptr);
 
   // One training iteration (all nfe student steps, then one optimizer step and the EMA update).
+  // A non-finite loss or gradient skips the update (counted); max_bad_steps of them in a row
+  // throw std::runtime_error (the last checkpoint written stays the last good state).
   DistillStats step();
 
   int iteration() const { return iteration_; }
@@ -110,6 +114,7 @@ class Distiller {
   std::vector<at::Generator> gens_;  // this rank's streams, one per micro-batch
   int iteration_ = 0;
   int skipped_ = 0;
+  int bad_in_a_row_ = 0;
 };
 
 }  // namespace arcflow

@@ -1,0 +1,29 @@
+#!/bin/sh
+# CTest: crash safety. A tiny training run is killed with SIGKILL at random moments (checkpoints are
+# written every step, so many kills land inside a write); after each kill the run folder must
+# resume. Writes are atomic (temp file + rename), so the checkpoint is always the old or the new one.
+# Usage: crash.sh ARCFLOW_BINARY
+set -eu
+bin=$1
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+args="-t 1 train-teacher --width 32 --depth 1 --heads 2 --batch 8 --limit-train 64 --checkpoint-every 1 --log-every 1 -q -o $d/run"
+"$bin" $args --iters 2
+kills=0
+for delay in 0.01 0.13 0.05 0.21 0.08 0.17 0.03 0.11; do
+  lines=$(wc -l < "$d/run/train.jsonl")
+  "$bin" $args --iters 1000000 --resume > "$d/log" 2>&1 &
+  pid=$!
+  # Once it is training (a new log line), kill it a little later: mid-step or mid-checkpoint.
+  i=0
+  while [ "$(wc -l < "$d/run/train.jsonl")" -le $((lines + 1)) ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i + 1)); done
+  sleep $delay
+  kill -9 $pid 2>/dev/null && kills=$((kills + 1))
+  wait $pid 2>/dev/null || true
+  ls "$d/run" | grep -v -e '^checkpoint.safetensors$' -e '^teacher.safetensors$' -e '^train.jsonl$' | sed 's/^/left by the kill: /' || true
+  step=$("$bin" $args --iters 1000000 --resume --time-limit 0.0001 2>&1 | grep -o 'at step [0-9]*' | head -n 1) ||
+    { echo "resume failed after kill $kills"; "$bin" $args --iters 1000000 --resume --time-limit 0.0001; exit 1; }
+  echo "kill $kills after ${delay}s: resumed $step"
+done
+[ $kills -ge 4 ] || { echo "only $kills kills landed"; exit 1; }
+echo "ok: $kills kills, every checkpoint resumed"
