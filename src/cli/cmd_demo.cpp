@@ -33,12 +33,6 @@ struct DemoOptions {
   bool quick = false, quiet = false;
 };
 
-void require(const std::string& flag, const std::string& path, const char* how) {
-  if (!file_exists(path))
-    throw std::invalid_argument(flag + ": no such file '" + path + "' (" + how +
-                                "; run the demo from the repository root, or give the path)");
-}
-
 std::string num(double v, const char* f = "%.4g") {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
@@ -112,9 +106,12 @@ std::string page(const DemoOptions& o, const ToyResult& toy, const TableRun& fm,
 }
 
 int run_demo(const DemoOptions& o, const GlobalOptions& g) {
-  require("--teacher", o.teacher, "the shipped teacher; `arcflow train-teacher --config configs/teacher.toml` remakes it");
-  require("--student", o.student, "the shipped student; `arcflow distill --config configs/arcflow-2.toml` remakes it");
-  require("--classifier", o.classifier, "`arcflow train-classifier` remakes it");
+  const std::string where = "; run the demo from the repository root, or give the path";
+  require_input_file("--teacher", o.teacher,
+                     "the shipped teacher; `arcflow train-teacher --config configs/teacher.toml` remakes it" + where);
+  require_input_file("--student", o.student,
+                     "the shipped student; `arcflow distill --config configs/arcflow-2.toml` remakes it" + where);
+  require_input_file("--classifier", o.classifier, "`arcflow train-classifier` remakes it" + where);
   if (o.n < 2) throw std::invalid_argument("-n must be >= 2 (FID needs a feature covariance), got " + std::to_string(o.n));
   io::make_output_dir(o.output);
   const torch::Device device = start_up(g);

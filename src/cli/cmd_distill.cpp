@@ -112,7 +112,12 @@ void validate(DistillOptions& o) {
       throw std::invalid_argument("--policy linear means K = 1; drop -K " + std::to_string(o.s.K));
     o.s.K = 1;
   }
-  o.s.validate();
+  require_input_file("--teacher", o.teacher, "from `arcflow train-teacher`; the shipped one is models/teacher.safetensors");
+  try {
+    o.s.validate();
+  } catch (const std::invalid_argument& e) {  // name the flags: -K, --lora-*
+    throw std::invalid_argument(std::string(e.what()) + " (flags -K, --lora-rank, --lora-alpha, --lora-dropout)");
+  }
   const DistillConfig& d = o.d;
   if (d.nfe < 1) throw std::invalid_argument("--nfe must be >= 1, got " + std::to_string(d.nfe));
   if (!(d.shift >= 1)) throw std::invalid_argument("--shift must be >= 1");

@@ -80,7 +80,8 @@ std::string parent_dir(const std::string& file, const std::string& flag) {
 
 // Everything that can be checked without the model.
 void validate(const SampleOptions& o) {
-  if (o.teacher.empty()) throw std::invalid_argument("--teacher FILE is required");
+  require_input_file("--teacher", o.teacher, "the shipped one is models/teacher.safetensors");
+  if (!o.adapter.empty()) require_input_file("--adapter", o.adapter, "from `arcflow distill`, e.g. models/arcflow-2.safetensors");
   if (o.n < 1) throw std::invalid_argument("-n must be >= 1, got " + std::to_string(o.n));
   if (o.sampling.steps < 1) throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(o.sampling.steps));
   if (!(o.sampling.shift > 0.0) || !std::isfinite(o.sampling.shift))

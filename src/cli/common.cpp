@@ -32,6 +32,14 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+void require_input_file(const std::string& flag, const std::string& path, const std::string& hint) {
+  const std::string why = hint.empty() ? "" : " (" + hint + ")";
+  struct stat st {};
+  if (path.empty()) throw std::invalid_argument(flag + ": empty file name");
+  if (::stat(path.c_str(), &st) != 0) throw std::invalid_argument(flag + ": no such file '" + path + "'" + why);
+  if (S_ISDIR(st.st_mode)) throw std::invalid_argument(flag + ": '" + path + "' is a folder, expected a file");
+}
+
 std::string shell_command(const std::vector<std::string>& args) {
   std::string cmd = "arcflow";
   for (size_t i = 1; i < args.size(); ++i) {

@@ -21,6 +21,9 @@ torch::Device start_up(const GlobalOptions& g);
 
 // True when `path` names an existing file or folder.
 bool file_exists(const std::string& path);
+// Throws std::invalid_argument "FLAG: no such file 'PATH' (HINT)" when `path` is empty, missing or
+// a folder, so a bad input path fails before any long work starts.
+void require_input_file(const std::string& flag, const std::string& path, const std::string& hint = "");
 // The command line of this run, recorded in logs and file metadata so a result says how to remake
 // it: main() records argv once; command_line() gives "arcflow ARGS..." with every argument a shell
 // would split or expand single-quoted ("arcflow" alone before anything is recorded).

@@ -39,13 +39,6 @@ AdapterSpec parse_adapter(const std::string& spec) {
 
 namespace {
 
-void require_file(const std::string& flag, const std::string& path) {
-  struct stat st {};
-  if (path.empty()) throw std::invalid_argument(flag + ": empty file name");
-  if (::stat(path.c_str(), &st) != 0) throw std::invalid_argument(flag + ": no such file '" + path + "'");
-  if (S_ISDIR(st.st_mode)) throw std::invalid_argument(flag + ": '" + path + "' is a folder, expected a file");
-}
-
 // Row name of an adapter sampled with `nfe` steps: NAME itself at the nfe it was distilled for, else
 // NAME with a trailing "-<digits>" replaced by "-<nfe>" (arcflow-2 at 4 steps: arcflow-4), or with
 // "-<nfe>" appended.
@@ -62,11 +55,11 @@ std::string row_name(const std::string& name, int nfe, int distilled) {
 }  // namespace
 
 void validate(const TableRequest& o) {
-  require_file("--teacher", o.teacher);
-  require_file("--classifier", o.classifier);
+  require_input_file("--teacher", o.teacher);
+  require_input_file("--classifier", o.classifier);
   std::set<std::string> seen;
   for (const AdapterSpec& a : o.adapters) {
-    require_file("--adapter " + a.name, a.path);
+    require_input_file("--adapter " + a.name, a.path);
     if (!seen.insert(a.name).second) throw std::invalid_argument("--adapter: the name '" + a.name + "' is given twice");
   }
   if (o.bench.n < 2)
