@@ -151,6 +151,8 @@ void read_samples(const std::string& path, const ClassifierConfig& c, torch::Ten
 }
 
 int run_eval(const EvalOptions& o, const GlobalOptions& g) {
+  require_input_file("--samples", o.samples, "from `arcflow sample --save-tensors`");
+  require_input_file("--classifier", o.classifier, "the shipped one is models/classifier.safetensors");
   const torch::Device device = start_up(g);
   const auto t0 = std::chrono::steady_clock::now();
   if (!o.output.empty()) io::make_output_dir(parent_dir(o.output));
