@@ -1,6 +1,7 @@
 // arcflow: ArcFlow distillation of flow-matching generators (command-line entry point).
 #include <c10/util/Exception.h>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +20,11 @@ int main(int argc, char** argv) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
   }
+  // glibc serves blocks over 128 KiB-32 MiB with fresh mmap pages and returns them on free, so every
+  // large tensor (a few MB here) costs page faults again; keeping them on the heap lets freed blocks
+  // be reused (measured: the closed-form integration at batch 64, 1 thread, 6.7 -> 3.8 ms median).
+  ::mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // logs of background runs keep stdout and stderr in order
   CLI::App app{
       "arcflow: distil a many-step flow-matching generator into a 2-step one with ArcFlow\n"
