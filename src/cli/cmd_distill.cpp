@@ -148,10 +148,7 @@ void write_outputs(Distiller& dist, DiTStudent& student, const DistillOptions& o
                    const std::string& adapter_path) {
   Checkpoint c = dist.checkpoint();  // collective: every rank takes part, rank 0 writes
   if (o.dist.rank != 0) return;
-  const auto world = c.metadata;
-  c.metadata = run_metadata(o, dist.iteration());
-  for (const char* key : {"world_size", "micro_batches"}) c.metadata[key] = world.at(key);
-  c.metadata["skipped_steps"] = std::to_string(dist.skipped_steps());
+  for (const auto& [key, value] : run_metadata(o, dist.iteration())) c.metadata[key] = value;
   c.metadata["kind"] = "distill";
   c.metadata["student_config"] = o.s.to_json().dump();
   save_checkpoint(ckpt_path, c);

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <map>
 #include <stdexcept>
 
 #ifdef ARCFLOW_HAVE_GLOO
@@ -31,12 +32,22 @@ class GlooCommunicator : public Communicator {
   int world_size() const override { return world_; }
 
   void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
-    // Gloo reduces CPU tensors; one flat buffer per dtype keeps it to few messages.
+    // One flat buffer per dtype: a few messages per step instead of one per tensor.
+    torch::NoGradGuard no_grad;
+    std::map<c10::ScalarType, std::vector<size_t>> groups;
+    for (size_t i = 0; i < tensors.size(); ++i) groups[tensors[i].scalar_type()].push_back(i);
     run("all-reduce", [&] {
-      for (auto& t : tensors) {
-        std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-        pg_->allreduce(one)->wait();
-        if (!t.is_same(one[0])) t.copy_(one[0]);
+      for (const auto& [dtype, idx] : groups) {
+        std::vector<torch::Tensor> parts;
+        for (size_t i : idx) parts.push_back(tensors[i].reshape({-1}));
+        std::vector<at::Tensor> flat{torch::cat(parts)};
+        pg_->allreduce(flat)->wait();
+        int64_t at = 0;
+        for (size_t i : idx) {
+          const int64_t n = tensors[i].numel();
+          tensors[i].copy_(flat[0].narrow(0, at, n).view_as(tensors[i]));
+          at += n;
+        }
       }
     });
   }

@@ -13,12 +13,20 @@ uint64_t stream_seed(uint64_t seed, int64_t stream) {
   return z ^ (z >> 31);
 }
 
-void average_over_ranks(Communicator& comm, std::vector<torch::Tensor>& tensors, bool poison) {
+torch::Tensor average_gradients(Communicator& comm, const std::vector<torch::Tensor>& params, torch::Tensor stats,
+                                bool poison) {
   torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> tensors;
+  for (auto p : params) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    tensors.push_back(p.grad());
+  }
+  tensors.push_back(stats);
   if (poison)
     for (auto& t : tensors) t.fill_(std::numeric_limits<double>::quiet_NaN());
   comm.all_reduce_sum(tensors);
   for (auto& t : tensors) t.div_(comm.world_size());
+  return tensors.back();
 }
 
 std::vector<torch::Tensor> gather_states(Communicator* comm, const torch::Tensor& local) {

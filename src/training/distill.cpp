@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 
 #include "arcflow/core/schedule.h"
@@ -146,14 +145,10 @@ DistillStats Distiller::step() {
   if (world_size() > 1) {
     // Average gradients and losses over the ranks. A rank that skipped sends NaN gradients, so
     // every rank sees a non-finite norm below and skips the same update.
-    std::vector<torch::Tensor> grads;
-    for (auto& p : all_params_) {
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      grads.push_back(p.grad());
-    }
-    grads.push_back(torch::tensor(stats.step_losses, torch::kFloat64).to(problem_.device));
-    average_over_ranks(*comm_, grads, stats.skipped);
-    const torch::Tensor l = grads.back().cpu();
+    const torch::Tensor l = average_gradients(*comm_, all_params_,
+                                              torch::tensor(stats.step_losses, torch::kFloat64).to(problem_.device),
+                                              stats.skipped)
+                                .cpu();
     for (size_t k = 0; k < stats.step_losses.size(); ++k) stats.step_losses[k] = l[k].item<double>();
   }
   for (double l : stats.step_losses) stats.loss += l;

@@ -118,16 +118,11 @@ TeacherStepStats TeacherTrainer::step() {
   opt_->zero_grad();
   loss.backward();
   st.loss = loss.item<double>();
-  if (comm_ && comm_->world_size() > 1) {  // data parallel: the mean gradient and loss of all ranks
-    std::vector<torch::Tensor> t;
-    for (auto& p : params_) {
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      t.push_back(p.grad());
-    }
-    t.push_back(torch::full({1}, st.loss, torch::TensorOptions().dtype(torch::kFloat64).device(device_)));
-    average_over_ranks(*comm_, t, !std::isfinite(st.loss));
-    st.loss = t.back().item<double>();
-  }
+  if (comm_ && comm_->world_size() > 1)  // data parallel: the mean gradient and loss of all ranks
+    st.loss = average_gradients(*comm_, params_,
+                                torch::full({1}, st.loss, torch::TensorOptions().dtype(torch::kFloat64).device(device_)),
+                                !std::isfinite(st.loss))
+                  .item<double>();
   double norm = 0.0;
   if (cfg_.grad_clip > 0) {
     norm = static_cast<double>(torch::nn::utils::clip_grad_norm_(params_, cfg_.grad_clip));

@@ -27,10 +27,12 @@ class Communicator {
   virtual void barrier() = 0;
 };
 
-// The same tensors averaged over the ranks of `comm` (in place). Where `poison` is true on a rank
-// (its step was non-finite), that rank sends NaN so that every rank sees a non-finite result and
-// skips the same update.
-void average_over_ranks(Communicator& comm, std::vector<torch::Tensor>& tensors, bool poison);
+// Data-parallel step: averages the gradients of `params` (an undefined gradient counts as zeros)
+// and the per-rank figures `stats` (e.g. losses, float64) over the ranks of `comm`, in place, and
+// returns the averaged `stats`. Where `poison` is true on a rank (its step was non-finite), that rank
+// sends NaN so that every rank sees a non-finite result and skips the same update.
+torch::Tensor average_gradients(Communicator& comm, const std::vector<torch::Tensor>& params, torch::Tensor stats,
+                                bool poison);
 
 // Every rank's copy of `local` (a CPU uint8 state, e.g. a generator's), in rank order; just
 // `local` without a communicator.
