@@ -11,6 +11,11 @@ PKGS=(
   libgtest-dev
 )
 
+# --sanitizers: also what scripts/check-sanitizers.sh needs (clang with its ASan/UBSan/libFuzzer runtimes).
+if [ "${1:-}" = "--sanitizers" ]; then
+  PKGS+=(clang libclang-rt-14-dev)
+fi
+
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

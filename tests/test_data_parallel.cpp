@@ -205,7 +205,10 @@ TEST(DataParallel, BadOptionsAreRefusedByName) {
   o.backend = "mpi";
   EXPECT_THROW(o.validate(), std::invalid_argument);
   o.backend = "nccl";
-  EXPECT_THROW(connect(o), std::runtime_error);  // no NCCL in this build
+  if (nccl_available())
+    EXPECT_THROW(connect(o, torch::kCPU), std::invalid_argument);  // NCCL reduces GPU tensors only
+  else
+    EXPECT_THROW(connect(o), std::runtime_error);  // a build without NCCL says so
   EXPECT_EQ(connect(DistOptions{}), nullptr);    // world size 1: no group
   ::setenv("WORLD_SIZE", "two", 1);
   EXPECT_THROW(DistOptions::from_env(), std::invalid_argument);

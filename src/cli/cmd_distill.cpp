@@ -180,7 +180,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   DiTStudent student(teacher, o.s);
   // LoRA dropout draws from torch's global generator: a rank of its own from here on.
   if (!lead) torch::manual_seed(stream_seed(o.d.seed, 1000000 + o.dist.rank));
-  const std::shared_ptr<Communicator> comm = connect(o.dist);
+  const std::shared_ptr<Communicator> comm = connect(o.dist, device);
   const int64_t trainable = student->trainable_count(), total = student->total_count();
   if (lead)
     std::printf("student: K %lld, LoRA rank %d on %zu patterns; trainable %lld of %lld parameters (%.2f%%)\n",

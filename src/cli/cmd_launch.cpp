@@ -47,6 +47,7 @@ int run_launch(const LaunchOptions& o) {
     if (pid < 0) throw std::runtime_error("launch: fork failed");
     if (pid == 0) {
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
+      ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);  // one GPU each with --device cuda
       ::setenv("WORLD_SIZE", std::to_string(o.n).c_str(), 1);
       ::setenv("MASTER_ADDR", "127.0.0.1", 1);
       ::setenv("MASTER_PORT", std::to_string(o.port).c_str(), 1);

@@ -108,7 +108,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
     data.images = data.images.narrow(0, 0, o.limit_train);
     data.labels = data.labels.narrow(0, 0, o.limit_train);
   }
-  const std::shared_ptr<Communicator> comm = connect(dist);
+  const std::shared_ptr<Communicator> comm = connect(dist, device);
   TeacherTrainer tr(o.cfg, data.images, data.labels, device, comm);
   if (lead)
     std::printf("DiT: %lld parameters (width %lld, depth %lld, heads %lld, patch %lld, %lld tokens); %lld images\n",

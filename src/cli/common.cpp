@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "arcflow/distributed/process_group.h"
+
 namespace arcflow::cli {
 
 void add_global_options(CLI::App& app, GlobalOptions& g) {
@@ -22,7 +24,7 @@ torch::Device start_up(const GlobalOptions& g) {
   if (g.device == "cuda") {
     if (!torch::cuda::is_available())
       throw std::runtime_error("--device cuda: no CUDA device is available to this build of LibTorch");
-    return torch::Device(torch::kCUDA);
+    return local_cuda_device();  // cuda:LOCAL_RANK when several processes share the machine
   }
   return torch::Device(torch::kCPU);
 }

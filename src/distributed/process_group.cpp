@@ -7,7 +7,13 @@
 
 #ifdef ARCFLOW_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef ARCFLOW_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#if defined(ARCFLOW_HAVE_GLOO) || defined(ARCFLOW_HAVE_NCCL)
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#define ARCFLOW_HAVE_C10D 1
 #endif
 
 namespace arcflow {
@@ -23,11 +29,15 @@ int env_int(const char* name, int fallback) {
   return static_cast<int>(x);
 }
 
-#ifdef ARCFLOW_HAVE_GLOO
-class GlooCommunicator : public Communicator {
+#ifdef ARCFLOW_HAVE_C10D
+// The collectives over one c10d process group (ProcessGroupGloo or ProcessGroupNCCL: the same
+// calls). Tensors travel on `device_`, the group's device (CPU for Gloo, this rank's GPU for NCCL),
+// and the results are copied back to wherever the caller's tensors live.
+template <typename Group>
+class C10dCommunicator : public Communicator {
  public:
-  GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank, int world)
-      : pg_(std::move(pg)), rank_(rank), world_(world) {}
+  C10dCommunicator(c10::intrusive_ptr<Group> pg, int rank, int world, torch::Device device)
+      : pg_(std::move(pg)), rank_(rank), world_(world), device_(device) {}
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
 
@@ -39,7 +49,7 @@ class GlooCommunicator : public Communicator {
     run("all-reduce", [&] {
       for (const auto& [dtype, idx] : groups) {
         std::vector<torch::Tensor> parts;
-        for (size_t i : idx) parts.push_back(tensors[i].reshape({-1}));
+        for (size_t i : idx) parts.push_back(tensors[i].reshape({-1}).to(device_));
         std::vector<at::Tensor> flat{torch::cat(parts)};
         pg_->allreduce(flat)->wait();
         int64_t at = 0;
@@ -54,9 +64,11 @@ class GlooCommunicator : public Communicator {
 
   std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override {
     std::vector<std::vector<at::Tensor>> out(1);
-    for (int r = 0; r < world_; ++r) out[0].push_back(torch::empty_like(t));
-    std::vector<at::Tensor> in{t.contiguous()};
+    const torch::Tensor staged = t.to(device_).contiguous();
+    for (int r = 0; r < world_; ++r) out[0].push_back(torch::empty_like(staged));
+    std::vector<at::Tensor> in{staged};
     run("all-gather", [&] { pg_->allgather(out, in)->wait(); });
+    for (auto& x : out[0]) x = x.to(t.device());
     return out[0];
   }
 
@@ -74,8 +86,9 @@ class GlooCommunicator : public Communicator {
                                " failed, a peer process has probably stopped: " + e.what());
     }
   }
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  c10::intrusive_ptr<Group> pg_;
   int rank_, world_;
+  torch::Device device_;
 };
 #endif
 
@@ -109,13 +122,27 @@ bool gloo_available() {
 #endif
 }
 
-std::shared_ptr<Communicator> connect(const DistOptions& opt) {
+bool nccl_available() {
+#ifdef ARCFLOW_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::shared_ptr<Communicator> connect(const DistOptions& opt, torch::Device device) {
   opt.validate();
   if (opt.world_size == 1) return nullptr;
-  if (opt.backend == "nccl")
-    throw std::runtime_error("--dist-backend nccl: this build of arcflow has no NCCL process group (it needs a "
-                             "CUDA LibTorch built with NCCL); use gloo");
-#ifdef ARCFLOW_HAVE_GLOO
+  if (opt.backend == "nccl") {
+    if (!nccl_available())
+      throw std::runtime_error("--dist-backend nccl: this build of arcflow has no NCCL process group (it needs a "
+                               "CUDA LibTorch with NCCL and nccl.h at build time); use gloo");
+    if (!device.is_cuda())
+      throw std::invalid_argument("--dist-backend nccl needs --device cuda (NCCL reduces GPU tensors)");
+  } else if (!gloo_available()) {
+    throw std::runtime_error("this build of arcflow has no Gloo (install libgloo-dev and rebuild)");
+  }
+#ifdef ARCFLOW_HAVE_C10D
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(opt.timeout_s * 1000));
   c10::intrusive_ptr<c10d::TCPStore> store;
   try {
@@ -132,15 +159,33 @@ std::shared_ptr<Communicator> connect(const DistOptions& opt) {
                              std::to_string(opt.master_port) + " within " + std::to_string(opt.timeout_s) +
                              " s: " + e.what());
   }
+#ifdef ARCFLOW_HAVE_NCCL
+  if (opt.backend == "nccl") {
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = timeout;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, opt.rank, opt.world_size, options);
+    return std::make_shared<C10dCommunicator<c10d::ProcessGroupNCCL>>(pg, opt.rank, opt.world_size, device);
+  }
+#endif
+#ifdef ARCFLOW_HAVE_GLOO
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   const std::string host = opt.master_addr == "127.0.0.1" || opt.master_addr == "localhost" ? "127.0.0.1" : "";
   options->devices.push_back(host.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
                                           : c10d::ProcessGroupGloo::createDeviceForHostname(host));
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, opt.rank, opt.world_size, options);
-  return std::make_shared<GlooCommunicator>(pg, opt.rank, opt.world_size);
-#else
-  throw std::runtime_error("this build of arcflow has no Gloo (install libgloo-dev and rebuild)");
+  return std::make_shared<C10dCommunicator<c10d::ProcessGroupGloo>>(pg, opt.rank, opt.world_size, torch::kCPU);
 #endif
+#endif
+  throw std::logic_error("connect: no process group for backend " + opt.backend);
+}
+
+torch::Device local_cuda_device() {
+  const char* v = std::getenv("LOCAL_RANK");
+  if (v == nullptr || *v == '\0') return torch::Device(torch::kCUDA);
+  const int local = env_int("LOCAL_RANK", 0);
+  const int count = static_cast<int>(torch::cuda::device_count());
+  if (local < 0) throw std::invalid_argument("environment variable LOCAL_RANK=" + std::to_string(local) + " is negative");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(count > 0 ? local % count : 0));
 }
 
 }  // namespace arcflow

@@ -27,3 +27,23 @@ for delay in 0.01 0.13 0.05 0.21 0.08 0.17 0.03 0.11; do
 done
 [ $kills -ge 4 ] || { echo "only $kills kills landed"; exit 1; }
 echo "ok: $kills kills, every checkpoint resumed"
+
+# SIGTERM and SIGINT: a checkpoint is written, the exit status is non-zero (130) and says so, and
+# the run resumes from that checkpoint.
+for sig in TERM INT; do
+  lines=$(wc -l < "$d/run/train.jsonl")
+  "$bin" $args --iters 1000000 --resume > "$d/log" 2>&1 &
+  pid=$!
+  i=0
+  while [ "$(wc -l < "$d/run/train.jsonl")" -le $((lines + 1)) ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i + 1)); done
+  kill -$sig $pid
+  status=0
+  wait $pid || status=$?
+  [ $status -eq 130 ] || { echo "SIG$sig: exit status $status, expected 130"; cat "$d/log"; exit 1; }
+  said=$(grep -o 'interrupted at step [0-9]*; checkpoint written' "$d/log") ||
+    { echo "SIG$sig: no 'interrupted ... checkpoint written' message"; cat "$d/log"; exit 1; }
+  at=$(echo "$said" | grep -o 'step [0-9]*')
+  resumed=$("$bin" $args --iters 1000000 --resume --time-limit 0.0001 2>&1 | grep -o 'at step [0-9]*' | head -n 1)
+  [ "$resumed" = "at $at" ] || { echo "SIG$sig: stopped at $at but resumed $resumed"; exit 1; }
+  echo "ok: SIG$sig -> status 130, '$said', resumed $resumed"
+done

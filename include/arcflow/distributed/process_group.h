@@ -1,8 +1,11 @@
 // Data-parallel processes over PyTorch's own distributed engine (c10d): a TCPStore on the master
 // for the rendezvous and a ProcessGroupGloo (CPU) for the collectives, as torchrun would set up.
-// NCCL (CUDA) is accepted as a backend name and refused with a clear error by builds whose
-// LibTorch lacks it (the Debian one does).
+// NCCL (ProcessGroupNCCL, CUDA tensors) is used with --dist-backend nccl where the build found it
+// (a CUDA LibTorch plus nccl.h: CMake defines ARCFLOW_HAVE_NCCL); builds without it (the Debian
+// LibTorch) refuse the name with a clear error.
 #pragma once
+
+#include <torch/torch.h>
 
 #include <memory>
 #include <string>
@@ -26,11 +29,18 @@ struct DistOptions {
   void validate() const;
 };
 
-// True when this build can make Gloo process groups.
+// True when this build can make Gloo (NCCL) process groups.
 bool gloo_available();
+bool nccl_available();
 
 // Joins the group: blocks until all world_size ranks have connected (or timeout_s passes, then
 // throws std::runtime_error saying who is missing). world_size 1 returns nullptr (no group).
-std::shared_ptr<Communicator> connect(const DistOptions& opt);
+// `device` is where this rank trains: NCCL needs a CUDA device (one per rank, see
+// local_cuda_device()) and reduces there; Gloo reduces on the CPU whatever the device.
+std::shared_ptr<Communicator> connect(const DistOptions& opt, torch::Device device = torch::kCPU);
+
+// The GPU of this process when several share a machine: cuda:LOCAL_RANK (the torchrun variable,
+// which `arcflow launch` sets too) modulo the GPU count; plain cuda (the current one) without it.
+torch::Device local_cuda_device();
 
 }  // namespace arcflow
