@@ -12,6 +12,17 @@ namespace arcflow {
 
 // ----------------------------------------------------------------------------------- config
 
+double ClassifierConfig::state_size() const {
+  double n = 0, in = static_cast<double>(in_channels);
+  for (int64_t c : channels) {
+    const double out = static_cast<double>(c);
+    n += in * out * 9 + 4 * out + 1;  // 3x3 conv without bias; BatchNorm weight, bias, mean, var, count
+    in = out;
+  }
+  const double s = static_cast<double>(final_size()), F = static_cast<double>(feature_dim);
+  return n + (in * s * s + 1) * F + (F + 1) * static_cast<double>(num_classes);
+}
+
 int64_t ClassifierConfig::final_size() const {
   int64_t s = image_size;
   for (size_t i = 0; i < channels.size(); ++i) s /= 2;  // 2x2 max pool, floor

@@ -1,5 +1,6 @@
 #include "arcflow/models/dit_student.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -171,6 +172,23 @@ DiTStudent load_adapter(DiT teacher, const std::string& path, io::Metadata* meta
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
+  // K and the LoRA rank size what gets built: check them against the file's tensors first, so a
+  // config that promises more than the file holds is refused instead of allocated.
+  const DiTConfig& t = teacher->config;
+  const auto means = f.tensors.find("proj_out_means.weight");
+  if (means == f.tensors.end() || means->second.dim() != 2 || means->second.size(0) != cfg.K * t.token_dim() ||
+      means->second.size(1) != t.width)
+    throw std::runtime_error(path + ": tensor 'proj_out_means.weight' is missing or not (" +
+                             std::to_string(cfg.K * t.token_dim()) + ", " + std::to_string(t.width) +
+                             ") as K = " + std::to_string(cfg.K) + " in the config says");
+  for (const auto& [name, x] : f.tensors)
+    if (ends_with(name, ".lora_A.weight") && (x.dim() != 2 || x.size(0) != cfg.lora.rank))
+      throw std::runtime_error(path + ": tensor '" + name + "' does not have " + std::to_string(cfg.lora.rank) +
+                               " rows as the LoRA rank in the config says");
+  const bool has_lora = std::any_of(f.tensors.begin(), f.tensors.end(),
+                                    [](const auto& kv) { return ends_with(kv.first, ".lora_A.weight"); });
+  if (!has_lora && !cfg.lora.targets.empty())
+    throw std::runtime_error(path + ": the config names LoRA targets but the file holds no LoRA tensors");
   torch::NoGradGuard g;
   DiTStudent s(teacher, cfg);
   s->load_adapter_tensors(f.tensors, path);

@@ -1,5 +1,6 @@
 #include "arcflow/models/weights.h"
 
+#include <cstdio>
 #include <stdexcept>
 
 namespace arcflow {
@@ -9,6 +10,20 @@ io::TensorMap state_dict(torch::nn::Module& m) {
   for (const auto& p : m.named_parameters(true)) out[p.key()] = p.value().detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
   for (const auto& b : m.named_buffers(true)) out[b.key()] = b.value().detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
   return out;
+}
+
+void check_state_size(const io::SafetensorsFile& f, const std::string& path, double state_size) {
+  double held = 0;
+  for (const auto& [name, t] : f.tensors) held += static_cast<double>(t.numel());
+  // A bound on what gets built, not the validation: a few missing or misshapen tensors pass here
+  // and get load_state()'s precise message naming them.
+  if (state_size > 2 * held + (1 << 20)) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "the config in its metadata describes a model of %.17g values, far more than the %.17g the file holds",
+                  state_size, held);
+    throw std::runtime_error(path + ": " + buf + " (a truncated file or a wrong config); not building it");
+  }
 }
 
 void save_weights(torch::nn::Module& m, const std::string& path, const io::Metadata& metadata) {

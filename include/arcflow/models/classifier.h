@@ -31,6 +31,9 @@ struct ClassifierConfig {
 
   // Side of the feature map after the last pooling (image_size halved per block, floor).
   int64_t final_size() const;
+  // Number of values in the model's state (parameters and BatchNorm buffers), in closed form (see
+  // DiTConfig::state_size).
+  double state_size() const;
 
   // Throws std::invalid_argument naming the field: every size > 0, at least one block, the final
   // feature map at least 1x1, dropout in [0, 1).

@@ -52,6 +52,11 @@ struct DiTConfig {
   int64_t token_dim() const { return patch * patch * in_channels; }  // p*p*C
   int64_t mlp_hidden() const { return static_cast<int64_t>(static_cast<double>(width) * mlp_ratio); }
 
+  // Number of values in the model's state (parameters and buffers), in closed form: a weights file
+  // whose config promises more than the file holds is refused before anything is allocated.
+  // A double: absurd configs give absurd (not overflowed) counts.
+  double state_size() const;
+
   // Throws std::invalid_argument naming the field: every size > 0, image_size % patch == 0,
   // width % heads == 0, mlp_ratio > 0 with int(width * mlp_ratio) >= 1.
   void validate() const;

@@ -38,16 +38,26 @@ void save_described(torch::nn::Module& m, const std::string& path, const std::st
 nlohmann::json described_config(const io::SafetensorsFile& f, const std::string& path, const std::string& kind,
                                 bool kind_optional = false);
 
-// described_config parsed by Config::from_json; its errors become std::runtime_error naming `path`.
+// Throws std::runtime_error naming `path` when `state_size` (the values of the model the config
+// describes) is far above what the file's tensors hold (more than twice, plus 2^20): a corrupt or
+// hostile config is refused before the model is built instead of allocating what it claims. Smaller
+// mismatches are left to load_state(), whose errors name the tensor.
+void check_state_size(const io::SafetensorsFile& f, const std::string& path, double state_size);
+
+// described_config parsed by Config::from_json, then check_state_size(f, path, config.state_size());
+// errors are std::runtime_error naming `path`.
 template <typename Config>
 Config read_described_config(const io::SafetensorsFile& f, const std::string& path, const std::string& kind,
                              bool kind_optional = false) {
   const nlohmann::json j = described_config(f, path, kind, kind_optional);
+  Config c;
   try {
-    return Config::from_json(j);
+    c = Config::from_json(j);
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": invalid config metadata: " + e.what());
   }
+  check_state_size(f, path, c.state_size());
+  return c;
 }
 
 }  // namespace arcflow
