@@ -21,7 +21,8 @@ ProgressBar::ProgressBar(std::string label, int64_t total, bool enabled)
       start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
 
 ProgressBar::~ProgressBar() {
-  if (!finished_ && done_ > 0) finish(extra_);
+  // Left without finish() (an error unwinding): end the line where the work stopped, not at 100%.
+  if (!finished_ && done_ > 0 && enabled_) draw(true);
 }
 
 double ProgressBar::elapsed_seconds() const {

@@ -7,7 +7,8 @@ set -eu
 bin=$1
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
-args="-t 1 train-teacher --width 32 --depth 1 --heads 2 --batch 8 --limit-train 64 --checkpoint-every 1 --log-every 1 -q -o $d/run"
+base="-t 1 train-teacher --width 32 --depth 1 --heads 2 --batch 8 --limit-train 64 --log-every 1 -q -o $d/run"
+args="$base --checkpoint-every 1"
 "$bin" $args --iters 2
 kills=0
 for delay in 0.01 0.13 0.05 0.21 0.08 0.17 0.03 0.11; do
@@ -47,3 +48,16 @@ for sig in TERM INT; do
   [ "$resumed" = "at $at" ] || { echo "SIG$sig: stopped at $at but resumed $resumed"; exit 1; }
   echo "ok: SIG$sig -> status 130, '$said', resumed $resumed"
 done
+
+# Divergence: a learning rate of 1e30 makes every loss non-finite. Each such step is skipped with a
+# warning; 20 in a row stop the run with a clear error (exit 1), and the checkpoint written before
+# still resumes at the step it holds.
+status=0
+"$bin" $base --iters 1000000 --resume --lr 1e30 --warmup-iters 0 --checkpoint-every 1000000 > "$d/log" 2>&1 || status=$?
+[ $status -eq 1 ] || { echo "divergence: exit status $status, expected 1"; tail -n 5 "$d/log"; exit 1; }
+grep -q 'non-finite losses or gradients in a row' "$d/log" || { echo "divergence: no clear error"; tail -n 5 "$d/log"; exit 1; }
+skips=$(grep -c 'non-finite loss or gradient, step skipped' "$d/log")
+before=$(grep -o 'resumed from .* at step [0-9]*' "$d/log" | grep -o 'at step [0-9]*')
+after=$("$bin" $args --iters 1000000 --resume --time-limit 0.0001 2>&1 | grep -o 'at step [0-9]*' | head -n 1)
+[ "$after" = "$before" ] || { echo "divergence: checkpoint moved from $before to $after"; exit 1; }
+echo "ok: lr 1e30 -> $skips steps skipped with a warning, then a clear error; checkpoint still $after"
