@@ -19,5 +19,6 @@ Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g);
 Runner add_distill_command(CLI::App& app, GlobalOptions& g);
 Runner add_bench_command(CLI::App& app, GlobalOptions& g);
 Runner add_launch_command(CLI::App& app, GlobalOptions& g);
+Runner add_serve_command(CLI::App& app, GlobalOptions& g);
 
 }  // namespace arcflow::cli

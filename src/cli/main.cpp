@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   reg(arcflow::cli::add_distill_command(app, global));
   reg(arcflow::cli::add_bench_command(app, global));
   reg(arcflow::cli::add_launch_command(app, global));
+  reg(arcflow::cli::add_serve_command(app, global));
 
   try {
     app.parse(argc, argv);

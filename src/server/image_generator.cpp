@@ -1,0 +1,142 @@
+#include "arcflow/server/image_generator.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <set>
+#include <stdexcept>
+
+#include "arcflow/io/idx.h"
+#include "arcflow/io/png.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/models/dit_student.h"
+#include "arcflow/models/lora.h"
+#include "arcflow/sampling/generate.h"
+#include "arcflow/sampling/student_sampling.h"
+
+namespace arcflow::server {
+
+struct ImageGenerator::Impl {
+  torch::Device device{torch::kCPU};
+  int threads = 1;
+  DiT teacher{nullptr};
+  std::vector<DiTStudent> students;  // parallel to catalog.adapters
+  ModelCatalog catalog;
+};
+
+namespace {
+
+double number_from_meta(const io::Metadata& meta, const char* key, double fallback, const std::string& path) {
+  const auto it = meta.find(key);
+  if (it == meta.end()) return fallback;
+  char* end = nullptr;
+  const double v = std::strtod(it->second.c_str(), &end);
+  if (end == it->second.c_str()) throw std::runtime_error(path + ": unreadable '" + key + "' in the adapter metadata");
+  return v;
+}
+
+std::vector<std::string> encode_all(const torch::Tensor& samples, const std::string& method) {
+  std::vector<std::string> out;
+  for (const io::Image& img : tensor_to_images(samples))
+    out.push_back(io::encode_png(img, {{"Software", "arcflow serve"}, {"method", method}}));
+  return out;
+}
+
+}  // namespace
+
+ImageGenerator::ImageGenerator(const std::string& teacher_path, const std::vector<AdapterFile>& adapters,
+                               const std::string& device)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.device = torch::Device(device);
+  m.threads = torch::get_num_threads();
+  m.teacher = load_dit(teacher_path, m.device);
+  const DiTConfig& cfg = m.teacher->config;
+  if (cfg.in_channels != 1 && cfg.in_channels != 3)
+    throw std::runtime_error(teacher_path + ": the model has " + std::to_string(cfg.in_channels) +
+                             " channels; images need 1 (gray) or 3 (RGB)");
+  ModelCatalog& c = m.catalog;
+  c.teacher_path = teacher_path;
+  c.channels = cfg.in_channels;
+  c.image_size = cfg.image_size;
+  c.num_classes = cfg.num_classes;
+  const auto& fashion = io::fashion_mnist_class_names();
+  for (int64_t k = 0; k < cfg.num_classes; ++k)
+    c.class_names.push_back(cfg.num_classes == static_cast<int64_t>(fashion.size()) ? fashion[k]
+                                                                                     : "class " + std::to_string(k));
+  std::set<std::string> names;
+  for (const AdapterFile& a : adapters) {
+    if (a.name == kTeacherMethod || !names.insert(a.name).second)
+      throw std::invalid_argument("--adapter: the name '" + a.name + "' is " +
+                                  (a.name == kTeacherMethod ? "reserved for the teacher" : "given twice"));
+    io::Metadata meta;
+    DiTStudent st = load_adapter(m.teacher, a.path, &meta);
+    st->to(m.device);
+    st->eval();
+    fuse_lora(*st->base);
+    AdapterInfo info;
+    info.name = a.name;
+    info.path = a.path;
+    info.K = st->config.K;
+    info.nfe = static_cast<int>(number_from_meta(meta, "nfe", 2, a.path));
+    info.policy = meta.count("policy") ? meta.at("policy") : (info.K == 1 ? "linear" : "arcflow");
+    info.shift = number_from_meta(meta, "shift", 1.0, a.path);
+    info.timestep_ratio = number_from_meta(meta, "timestep_ratio", 1.0, a.path);
+    c.adapters.push_back(info);
+    m.students.push_back(st);
+  }
+  m.teacher->eval();
+}
+
+ImageGenerator::~ImageGenerator() = default;
+
+const ModelCatalog& ImageGenerator::catalog() const { return impl_->catalog; }
+
+GenerateResult ImageGenerator::run(const GenerateRequest& r) {
+  Impl& m = *impl_;
+  if (torch::get_num_threads() != m.threads) torch::set_num_threads(m.threads);
+  const ModelCatalog& c = m.catalog;
+  std::vector<int64_t> classes;
+  if (r.cls) classes.push_back(*r.cls);
+  GenerateResult out;
+  out.labels = make_labels(r.n, classes, c.num_classes);
+  const torch::Tensor labels = make_label_tensor(r.n, classes, c.num_classes);
+  const torch::Tensor noise = make_noise(r.n, {c.channels, c.image_size, c.image_size}, r.seed, torch::kCPU);
+
+  for (const std::string& method : r.methods) {
+    MethodResult res;
+    res.method = method;
+    torch::Tensor samples;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (method == kTeacherMethod) {
+      TeacherSampling s;
+      s.sampler = c.teacher_sampler;
+      s.cfg_scale = c.cfg_scale;
+      s.steps = r.teacher_steps;
+      s.max_batch = 64;
+      samples = sample_teacher(m.teacher, noise, labels, s);
+      res.steps = s.steps;
+      res.nfe = teacher_nfe(s);
+    } else {
+      size_t i = 0;
+      while (i < c.adapters.size() && c.adapters[i].name != method) ++i;
+      if (i == c.adapters.size()) throw std::invalid_argument("method '" + method + "' is not loaded");
+      const AdapterInfo& a = c.adapters[i];
+      StudentSampling s;
+      s.nfe = r.student_steps.value_or(a.nfe);
+      s.shift = a.shift;
+      s.timestep_ratio = a.timestep_ratio;
+      s.max_batch = 64;
+      samples = sample_student(m.students[i], noise, labels, s);
+      res.steps = s.nfe;
+      res.nfe = s.nfe;
+    }
+    res.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    res.png = encode_all(samples, method);
+    out.results.push_back(std::move(res));
+  }
+  return out;
+}
+
+}  // namespace arcflow::server

@@ -1,0 +1,475 @@
+// Tests for `arcflow serve` (arcflow/server/): the bounded job queue on its own, the request rules,
+// and the HTTP API over loopback with the shipped models (models/ at the repository root), the
+// server started in-process on an ephemeral port: health, models, generation (checked against the
+// sampling functions called directly with the same seed), bad input naming the field, malformed
+// JSON, unknown paths, the toy pictures, and a burst of concurrent requests against a queue of 1.
+#ifdef ARCFLOW_HAVE_SERVER
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "arcflow/io/png.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/models/dit_student.h"
+#include "arcflow/models/lora.h"
+#include "arcflow/sampling/generate.h"
+#include "arcflow/sampling/student_sampling.h"
+#include "arcflow/server/api.h"
+#include "arcflow/server/job_queue.h"
+#include "arcflow/server/server.h"
+#include "temp_dir.h"
+
+using namespace arcflow;
+using namespace arcflow::server;
+using nlohmann::json;
+
+namespace {
+
+const std::string kRoot = ARCFLOW_SOURCE_DIR;
+const std::string kTeacher = kRoot + "/models/teacher.safetensors";
+const std::string kArcflow = kRoot + "/models/arcflow-2.safetensors";
+const std::string kLinear = kRoot + "/models/linear-2.safetensors";
+
+std::string b64decode(const std::string& s) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+  };
+  std::string out;
+  uint32_t buf = 0;
+  int bits = 0;
+  for (char c : s) {
+    const int v = val(c);
+    if (v < 0) break;  // '=' padding
+    buf = ((buf << 6) | static_cast<uint32_t>(v)) & 0xFFFFFFu;  // only the last 24 bits are ever read
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((buf >> bits) & 0xFF);
+    }
+  }
+  return out;
+}
+
+ServerConfig test_config(size_t queue = 4) {
+  ServerConfig c;
+  c.port = 0;
+  c.teacher = kTeacher;
+  c.adapters = {{"arcflow-2", kArcflow}, {"linear-2", kLinear}};
+  c.toy_dir = "";
+  c.queue = queue;
+  return c;
+}
+
+bool have_models() { return test::path_exists(kTeacher) && test::path_exists(kArcflow) && test::path_exists(kLinear); }
+
+// A server on 127.0.0.1:<ephemeral> and a client for it.
+struct Running {
+  std::unique_ptr<Server> server;
+  std::unique_ptr<httplib::Client> client;
+  explicit Running(const ServerConfig& c) : server(std::make_unique<Server>(c)) {
+    server->start();
+    client = std::make_unique<httplib::Client>("127.0.0.1", server->port());
+    client->set_read_timeout(300, 0);
+  }
+  httplib::Result post(const json& body) { return client->Post("/v1/generate", body.dump(), "application/json"); }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- the queue, deterministic
+
+TEST(ServerJobQueue, BoundedRunsInOrderAndRefusesWhenFull) {
+  JobQueue q(2);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::vector<int> order;
+  auto first = q.try_submit([&] {
+    gate.wait();
+    order.push_back(1);
+  });
+  ASSERT_TRUE(first.has_value());
+  for (int i = 0; i < 2000 && !q.busy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(q.busy());
+  auto second = q.try_submit([&] { order.push_back(2); });
+  auto third = q.try_submit([&] { throw std::runtime_error("job failed"); });
+  ASSERT_TRUE(second.has_value());
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(q.waiting(), 2u);
+  EXPECT_FALSE(q.try_submit([] {}).has_value()) << "a third waiting job must be refused (capacity 2)";
+  release.set_value();
+  first->get();
+  second->get();
+  EXPECT_THROW(third->get(), std::runtime_error);
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_EQ(q.waiting(), 0u);
+  EXPECT_TRUE(q.try_submit([] {}).has_value()) << "room again once the jobs ran";
+}
+
+TEST(ServerJobQueue, ShutdownDropsWaitingJobs) {
+  auto q = std::make_unique<JobQueue>(3);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  auto running = q->try_submit([gate] { gate.wait(); });
+  for (int i = 0; i < 2000 && !q->busy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::atomic<bool> ran{false};
+  auto waiting = q->try_submit([&] { ran = true; });
+  ASSERT_TRUE(waiting.has_value());
+  std::thread stopper([&] { q->shutdown(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  release.set_value();
+  stopper.join();
+  running->get();
+  EXPECT_THROW(waiting->get(), std::future_error);
+  EXPECT_FALSE(ran);
+  EXPECT_FALSE(q->try_submit([] {}).has_value());
+  EXPECT_THROW(JobQueue(0), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- request rules, no models
+
+TEST(ServerApiRules, ParsesDefaultsAndBase64) {
+  ModelCatalog c;
+  c.class_names.assign(10, "x");
+  c.adapters.push_back({"arcflow-2", "a.safetensors", 16, 2, "arcflow", 1.0, 1.0});
+  ServerLimits L;
+  const GenerateRequest r = parse_generate_request("{}", c, L, 99);
+  EXPECT_EQ(r.seed, 99u);
+  EXPECT_FALSE(r.seed_given);
+  EXPECT_EQ(r.n, L.default_n);
+  EXPECT_EQ(r.methods, (std::vector<std::string>{"teacher", "arcflow-2"}));
+  EXPECT_EQ(r.teacher_steps, 50);
+  EXPECT_FALSE(r.cls.has_value());
+  const GenerateRequest s =
+      parse_generate_request(R"({"class": 9, "seed": 18446744073709551615, "method": "arcflow-2", "steps": 4})", c, L, 1);
+  EXPECT_EQ(*s.cls, 9);
+  EXPECT_EQ(s.seed, 18446744073709551615ull);
+  EXPECT_EQ(*s.student_steps, 4);
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(b64decode(base64_encode(std::string("\x00\xff\x10z", 4))), std::string("\x00\xff\x10z", 4));
+}
+
+TEST(ServerConfigCheck, RejectsBadSettingsAndFiles) {
+  ServerConfig c = test_config();
+  c.queue = 0;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c = test_config();
+  c.port = 70000;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c = test_config();
+  c.limits.max_n = 0;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c = test_config();
+  c.teacher = kRoot + "/models/no-such-teacher.safetensors";
+  try {
+    Server s(c);
+    FAIL() << "a missing teacher must throw";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-teacher.safetensors"), std::string::npos) << e.what();
+  }
+}
+
+// ---------------------------------------------------------------- HTTP over loopback
+
+class ServerHttp : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_models()) GTEST_SKIP() << "shipped models not found under " << kRoot << "/models";
+    run = std::make_unique<Running>(test_config());
+  }
+  std::unique_ptr<Running> run;
+};
+
+TEST_F(ServerHttp, HealthzModelsAndPage) {
+  auto h = run->client->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  const json hj = json::parse(h->body);
+  EXPECT_EQ(hj["status"], "ok");
+  EXPECT_EQ(hj["queue_depth"], 0);
+  EXPECT_EQ(hj["queue_capacity"], 4);
+
+  auto m = run->client->Get("/v1/models");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  const json mj = json::parse(m->body);
+  EXPECT_EQ(mj["teacher"]["file"], kTeacher);
+  ASSERT_EQ(mj["adapters"].size(), 2u);
+  EXPECT_EQ(mj["adapters"][0]["name"], "arcflow-2");
+  EXPECT_EQ(mj["adapters"][0]["K"], 16);
+  EXPECT_EQ(mj["adapters"][0]["nfe"], 2);
+  EXPECT_EQ(mj["adapters"][1]["name"], "linear-2");
+  EXPECT_EQ(mj["adapters"][1]["K"], 1);
+  ASSERT_EQ(mj["classes"].size(), 10u);
+  EXPECT_EQ(mj["classes"][0], "T-shirt/top");
+  EXPECT_EQ(mj["classes"][9], "Ankle boot");
+  EXPECT_EQ(mj["limits"]["max_n"], 16);
+
+  auto page = run->client->Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->get_header_value("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(page->body.find("id=\"generate\""), std::string::npos);
+  EXPECT_NE(page->body.find("/v1/generate"), std::string::npos);
+
+  auto missing = run->client->Get("/v1/nothing");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_NE(json::parse(missing->body)["error"].get<std::string>().find("/v1/nothing"), std::string::npos);
+}
+
+TEST_F(ServerHttp, GeneratesTheSameImagesAsTheSamplersFromTheRequestSeed) {
+  const json body = {{"class", 3}, {"seed", 7}, {"n", 2}, {"method", {"teacher", "arcflow-2"}}, {"teacher_steps", 4}};
+  auto res = run->post(body);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json j = json::parse(res->body);
+  EXPECT_EQ(j["seed"], 7);
+  ASSERT_EQ(j["labels"].size(), 2u);
+  EXPECT_EQ(j["labels"][0]["label"], 3);
+  EXPECT_EQ(j["labels"][1]["name"], "Dress");
+  ASSERT_EQ(j["results"].size(), 2u);
+  const json& teacher = j["results"][0];
+  const json& student = j["results"][1];
+  EXPECT_EQ(teacher["method"], "teacher");
+  EXPECT_EQ(teacher["steps"], 4);
+  EXPECT_EQ(teacher["nfe"], 8);
+  EXPECT_EQ(student["method"], "arcflow-2");
+  EXPECT_EQ(student["steps"], 2);
+  EXPECT_EQ(student["nfe"], 2);
+  EXPECT_GT(teacher["ms"].get<double>(), 0.0);
+  EXPECT_GT(student["ms"].get<double>(), 0.0);
+  ASSERT_EQ(teacher["images"].size(), 2u);
+  ASSERT_EQ(student["images"].size(), 2u);
+
+  // The student's images are exactly sample_student from make_noise(n, shape, seed) (fused LoRA).
+  DiT t = load_dit(kTeacher);
+  DiTStudent st = load_adapter(t, kArcflow);
+  fuse_lora(*st->base);
+  const torch::Tensor noise = make_noise(2, {1, 28, 28}, 7);
+  StudentSampling so;
+  const std::vector<io::Image> expected = tensor_to_images(sample_student(st, noise, torch::full({2}, 3, torch::kLong), so));
+  for (size_t i = 0; i < 2; ++i) {
+    const io::DecodedPng png = io::decode_png(b64decode(student["images"][i].get<std::string>()), "student image");
+    EXPECT_EQ(png.image.width, 28);
+    EXPECT_EQ(png.image.height, 28);
+    EXPECT_EQ(png.image.channels, 1);
+    EXPECT_EQ(png.image.pixels, expected[i].pixels) << "image " << i;
+    const io::DecodedPng tp = io::decode_png(b64decode(teacher["images"][i].get<std::string>()), "teacher image");
+    EXPECT_EQ(tp.image.width, 28);
+    EXPECT_NE(tp.image.pixels, png.image.pixels) << "the 8-NFE teacher and the student should not agree to the bit";
+  }
+
+  // The same request gives the same bytes; another seed other images; no seed a random one.
+  auto again = run->post(body);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(json::parse(again->body)["results"][1]["images"], student["images"]);
+  json other = body;
+  other["seed"] = 8;
+  other["method"] = "arcflow-2";
+  other.erase("teacher_steps");
+  auto o = run->post(other);
+  ASSERT_TRUE(o);
+  ASSERT_EQ(o->status, 200) << o->body;
+  const json oj = json::parse(o->body);
+  ASSERT_EQ(oj["results"].size(), 1u);
+  EXPECT_NE(oj["results"][0]["images"][0], student["images"][0]);
+  auto r = run->post({{"method", "linear-2"}, {"n", 1}, {"steps", 1}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json rj = json::parse(r->body);
+  EXPECT_TRUE(rj["seed"].is_number_unsigned());
+  EXPECT_TRUE(rj["class"].is_null());
+  EXPECT_EQ(rj["results"][0]["steps"], 1);
+}
+
+TEST_F(ServerHttp, BadInputNamesTheField) {
+  const std::vector<std::pair<json, std::string>> cases = {
+      {{{"class", 10}}, "class"},
+      {{{"class", -1}}, "class"},
+      {{{"class", "3"}}, "class"},
+      {{{"seed", -5}}, "seed"},
+      {{{"seed", 1.5}}, "seed"},
+      {{{"n", 0}}, "n"},
+      {{{"n", 17}}, "n"},
+      {{{"n", true}}, "n"},
+      {{{"method", "nope"}}, "method"},
+      {{{"method", json::array()}}, "method"},
+      {{{"method", {"teacher", "teacher"}}}, "method"},
+      {{{"method", 3}}, "method"},
+      {{{"steps", 0}}, "steps"},
+      {{{"steps", 9}}, "steps"},
+      {{{"method", "teacher"}, {"steps", 2}}, "steps"},
+      {{{"teacher_steps", 201}}, "teacher_steps"},
+      {{{"teacher_steps", 2.5}}, "teacher_steps"},
+      {{{"colour", "red"}}, "colour"},
+  };
+  for (const auto& [body, field] : cases) {
+    auto res = run->post(body);
+    ASSERT_TRUE(res) << body.dump();
+    EXPECT_EQ(res->status, 400) << body.dump();
+    const json j = json::parse(res->body, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << res->body;
+    EXPECT_EQ(j.value("field", ""), field) << body.dump() << " -> " << res->body;
+    EXPECT_NE(j.value("error", "").find(field), std::string::npos) << res->body;
+  }
+  for (const std::string raw : {"{not json", "", "[1, 2]", "\"text\"", "{\"n\": 1,}"}) {
+    auto res = run->client->Post("/v1/generate", raw, "application/json");
+    ASSERT_TRUE(res) << raw;
+    EXPECT_EQ(res->status, 400) << raw;
+    const json j = json::parse(res->body, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << res->body;
+    EXPECT_FALSE(j.value("error", "").empty()) << raw;
+  }
+  EXPECT_NE(json::parse(run->client->Post("/v1/generate", "{oops", "application/json")->body)["error"]
+                .get<std::string>()
+                .find("malformed JSON"),
+            std::string::npos);
+  // Still healthy, nothing queued.
+  auto h = run->client->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(json::parse(h->body)["queue_depth"], 0);
+}
+
+TEST(ServerToy, ServesThePicturesOfTheToyFolderOnly) {
+  if (!have_models()) GTEST_SKIP() << "shipped models not found";
+  test::TempDir dir;
+  io::Image img{4, 3, 3, std::vector<uint8_t>(36, 200)};
+  io::write_png(dir.file("paths_arcflow-2.png"), img);
+  io::write_png(dir.file("samples_data.png"), img);
+  io::write_png(dir.file("other.png"), img);
+  {
+    FILE* f = std::fopen(dir.file("report.json").c_str(), "w");
+    std::fputs(R"({"data": "checkerboard", "shift": 3, "nfe": 2, "K": 16, "rows": [{"method": "arcflow-2"}]})", f);
+    std::fclose(f);
+  }
+  ServerConfig c = test_config();
+  c.toy_dir = dir.path();
+  Running run(c);
+  const json j = json::parse(run.client->Get("/v1/toy")->body);
+  EXPECT_TRUE(j["available"]);
+  ASSERT_EQ(j["pictures"].size(), 2u);
+  EXPECT_EQ(j["pictures"][0]["file"], "paths_arcflow-2.png");
+  EXPECT_EQ(j["pictures"][0]["method"], "arcflow-2");
+  EXPECT_EQ(j["pictures"][1]["kind"], "samples");
+  EXPECT_EQ(j["rows"][0]["method"], "arcflow-2");
+  auto png = run.client->Get("/toy/paths_arcflow-2.png");
+  ASSERT_TRUE(png);
+  EXPECT_EQ(png->status, 200);
+  EXPECT_EQ(png->get_header_value("Content-Type"), "image/png");
+  EXPECT_EQ(io::decode_png(png->body, "toy").image.width, 4);
+  for (const char* bad : {"/toy/other.png", "/toy/..%2Freport.json", "/toy/paths_..png", "/toy/missing_x.png"}) {
+    auto r = run.client->Get(bad);
+    ASSERT_TRUE(r) << bad;
+    EXPECT_EQ(r->status, 404) << bad;
+  }
+
+  ServerConfig none = test_config();
+  none.toy_dir = dir.path() + "/absent";
+  Running run2(none);
+  const json n = json::parse(run2.client->Get("/v1/toy")->body);
+  EXPECT_FALSE(n["available"]);
+  EXPECT_NE(n["hint"].get<std::string>().find("arcflow demo"), std::string::npos);
+}
+
+TEST(ServerBurst, ConcurrentRequestsAreQueuedBoundedAndAllAnswered) {
+  if (!have_models()) GTEST_SKIP() << "shipped models not found";
+  Running run(test_config(1));  // one running + one waiting at most
+  constexpr int kClients = 8;
+  // Each job takes a while (teacher 40 steps x 2 images), so the burst finds the generator busy.
+  const json body = {{"n", 2}, {"seed", 1}, {"teacher_steps", 40}, {"method", {"teacher", "arcflow-2"}}};
+  std::vector<std::future<std::pair<int, std::string>>> replies;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < kClients; ++i)
+    replies.push_back(std::async(std::launch::async, [&, i] {
+      httplib::Client cli("127.0.0.1", run.server->port());
+      cli.set_read_timeout(300, 0);
+      ++ready;
+      while (ready < kClients) std::this_thread::yield();
+      (void)i;
+      auto r = cli.Post("/v1/generate", body.dump(), "application/json");
+      return r ? std::make_pair(r->status, r->body) : std::make_pair(-1, std::string(httplib::to_string(r.error())));
+    }));
+  // While the burst is served, the queue never holds more than its capacity.
+  size_t max_depth = 0;
+  const auto all_done = [&] {
+    for (auto& f : replies)
+      if (f.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) return false;
+    return true;
+  };
+  while (!all_done()) {
+    if (auto h = run.client->Get("/healthz"))
+      max_depth = std::max(max_depth, json::parse(h->body)["queue_depth"].get<size_t>());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_LE(max_depth, 1u);
+  int ok = 0, busy = 0;
+  std::string first_ok;
+  for (auto& f : replies) {
+    const auto [status, text] = f.get();
+    const json j = json::parse(text, nullptr, false);
+    if (status == 200) {
+      ++ok;
+      ASSERT_EQ(j["results"].size(), 2u) << text.substr(0, 200);
+      EXPECT_EQ(j["results"][0]["images"].size(), 2u);
+      EXPECT_EQ(j["results"][1]["images"].size(), 2u);
+      // Same seed, same request: every accepted one has the same images (no interference).
+      if (first_ok.empty()) first_ok = j["results"][1]["images"].dump();
+      EXPECT_EQ(j["results"][1]["images"].dump(), first_ok);
+    } else {
+      EXPECT_EQ(status, 503) << text;
+      ++busy;
+      ASSERT_TRUE(j.is_object()) << text;
+      EXPECT_NE(j.value("error", "").find("busy"), std::string::npos) << text;
+    }
+  }
+  EXPECT_EQ(ok + busy, kClients);
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, 1) << "with a queue of 1 a burst of " << kClients << " must turn some away";
+  std::printf("burst of %d: %d accepted, %d refused with 503\n", kClients, ok, busy);
+  auto h = run.client->Get("/healthz");
+  ASSERT_TRUE(h);
+  const json hj = json::parse(h->body);
+  EXPECT_EQ(hj["status"], "ok");
+  EXPECT_EQ(hj["queue_depth"], 0);
+  EXPECT_EQ(hj["busy"], false);
+}
+
+TEST(ServerLifecycle, StopsWhileARequestWaitsAndRefusesASecondBind) {
+  if (!have_models()) GTEST_SKIP() << "shipped models not found";
+  auto run = std::make_unique<Running>(test_config(2));
+  const json slow = {{"n", 1}, {"teacher_steps", 30}, {"method", "teacher"}};
+  auto a = std::async(std::launch::async, [&] {
+    httplib::Client cli("127.0.0.1", run->server->port());
+    cli.set_read_timeout(300, 0);
+    auto r = cli.Post("/v1/generate", slow.dump(), "application/json");
+    return r ? r->status : -1;
+  });
+  // A second server cannot take the same port.
+  ServerConfig same = test_config();
+  same.port = run->server->port();
+  Server other(same);
+  EXPECT_THROW(other.bind(), std::runtime_error);
+  const auto t0 = std::chrono::steady_clock::now();
+  run->server->stop();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 60.0);
+  const int status = a.get();
+  EXPECT_TRUE(status == 200 || status == 503 || status == -1) << status;
+  run->server->stop();  // idempotent
+}
+
+#endif  // ARCFLOW_HAVE_SERVER
