@@ -159,6 +159,8 @@ int run_demo(const DemoOptions& o, const GlobalOptions& g) {
                 fm.table.rows.front().method.c_str(), fm.table.rows.front().ms_per_image / st->ms_per_image,
                 fm.table.rows.front().ms_per_image, st->ms_per_image);
   std::printf("demo done in %s: open %s\n", format_duration(seconds).c_str(), html.c_str());
+  std::printf("to generate on demand in a browser: arcflow serve --toy-dir %s/toy (then http://127.0.0.1:8080/)\n",
+              o.output.c_str());
   return 0;
 }
 
