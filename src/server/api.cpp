@@ -82,7 +82,7 @@ GenerateRequest parse_generate_request(const std::string& body, const ModelCatal
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a syntax error, or a number too large for a double (406)
     throw RequestError("", std::string("malformed JSON: ") + e.what());
   }
   if (!j.is_object()) throw RequestError("", "the body must be a JSON object, got " + shown(j));
