@@ -14,23 +14,14 @@
 #include "arcflow/models/lora.h"
 #include "arcflow/models/weights.h"
 #include "temp_dir.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 using arcflow::test::TempDir;
 
 namespace {
 
-DiTConfig tiny_config() {
-  DiTConfig c;
-  c.in_channels = 2;
-  c.image_size = 8;
-  c.patch = 4;
-  c.width = 8;
-  c.depth = 2;
-  c.heads = 2;
-  c.num_classes = 3;
-  return c;
-}
+DiTConfig tiny_config() { return test::tiny_dit(/*in_channels=*/2, /*width=*/8, /*depth=*/2); }
 
 // Every parameter ~ N(0, std^2): no zero-initialised layer left, so every path matters.
 void randomize(torch::nn::Module& m, double std = 0.3) {

@@ -9,22 +9,13 @@
 #include "arcflow/sampling/student_sampling.h"
 #include "arcflow/training/image_distill.h"
 #include "temp_dir.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 
 namespace {
 
-DiTConfig tiny() {
-  DiTConfig c;
-  c.in_channels = 2;
-  c.image_size = 8;
-  c.patch = 4;
-  c.width = 16;
-  c.depth = 2;
-  c.heads = 2;
-  c.num_classes = 3;
-  return c;
-}
+DiTConfig tiny() { return test::tiny_dit(/*in_channels=*/2, /*width=*/16, /*depth=*/2); }
 
 // A teacher whose every parameter is random (no zero-initialised layer left).
 DiT random_teacher(const DiTConfig& c, uint64_t seed = 0) {

@@ -10,22 +10,13 @@
 #include "arcflow/models/dit.h"
 #include "arcflow/sampling/generate.h"
 #include "temp_dir.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 
 namespace {
 
-DiTConfig tiny_config() {
-  DiTConfig c;
-  c.in_channels = 1;
-  c.image_size = 8;
-  c.patch = 4;
-  c.width = 16;
-  c.depth = 1;
-  c.heads = 2;
-  c.num_classes = 3;
-  return c;
-}
+DiTConfig tiny_config() { return test::tiny_dit(); }
 
 // A tiny DiT in float64 with every parameter random (the adaLN-Zero layers included), so the
 // output depends on x, sigma and the class.

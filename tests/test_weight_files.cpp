@@ -10,6 +10,7 @@
 #include "arcflow/models/dit_student.h"
 #include "arcflow/models/weights.h"
 #include "temp_dir.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 
@@ -71,9 +72,7 @@ TEST(WeightFiles, ConfigsPromisingMoreThanTheFileHoldsAreRefusedByName) {
   EXPECT_NE(e2.find(cls + ": the config in its metadata describes a model of"), std::string::npos) << e2;
 
   // A real adapter of a tiny teacher, then its config edited to promise K = 10^8 and rank 10^6.
-  DiTConfig tc;
-  tc.image_size = 8, tc.patch = 4, tc.width = 16, tc.depth = 1, tc.heads = 2, tc.num_classes = 3;
-  DiT teacher(tc);
+  DiT teacher(test::tiny_dit());
   DiTStudentConfig sc;
   sc.K = 2, sc.lora.rank = 2;
   DiTStudent s(teacher, sc);
@@ -93,4 +92,15 @@ TEST(WeightFiles, ConfigsPromisingMoreThanTheFileHoldsAreRefusedByName) {
     EXPECT_EQ(e.rfind(bad + ": ", 0), 0u) << e;
     EXPECT_NE(e.find(says), std::string::npos) << e;
   }
+  // A LoRA target that matches no layer of this teacher (found by fuzz_weights: the error did not
+  // name the file).
+  nlohmann::json j = nlohmann::json::parse(f.metadata.at("config"));
+  j["lora_targets"] = {"t_embedder.linea_r2"};
+  io::Metadata m = f.metadata;
+  m["config"] = j.dump();
+  const std::string bad = dir.file("targets.safetensors");
+  io::save_safetensors(bad, f.tensors, m);
+  const std::string e = error_of([&] { load_adapter(teacher, bad); });
+  EXPECT_EQ(e.rfind(bad + ": ", 0), 0u) << e;
+  EXPECT_NE(e.find("t_embedder.linea_r2"), std::string::npos) << e;
 }

@@ -190,7 +190,12 @@ DiTStudent load_adapter(DiT teacher, const std::string& path, io::Metadata* meta
   if (!has_lora && !cfg.lora.targets.empty())
     throw std::runtime_error(path + ": the config names LoRA targets but the file holds no LoRA tensors");
   torch::NoGradGuard g;
-  DiTStudent s(teacher, cfg);
+  DiTStudent s{nullptr};
+  try {
+    s = DiTStudent(teacher, cfg);  // a LoRA target matching no layer of this teacher throws here
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
   s->load_adapter_tensors(f.tensors, path);
   if (metadata != nullptr) *metadata = f.metadata;
   return s;

@@ -10,6 +10,7 @@
 #include "arcflow/models/dit.h"
 #include "arcflow/models/dit_student.h"
 #include "fuzz_util.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 using arcflow::fuzz::violation;
@@ -17,15 +18,8 @@ using arcflow::fuzz::violation;
 namespace {
 
 DiTConfig tiny_teacher_config() {
-  DiTConfig c;
-  c.in_channels = 1;
-  c.image_size = 8;
-  c.patch = 4;
-  c.width = 16;
-  c.depth = 1;
-  c.heads = 2;
+  DiTConfig c = test::tiny_dit();
   c.mlp_ratio = 2;
-  c.num_classes = 3;
   return c;
 }
 
