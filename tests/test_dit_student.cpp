@@ -246,3 +246,16 @@ TEST(ImageDistill, ResumeGivesTheSameLosses) {
   for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(b.step().loss, losses[i]) << "iteration " << i + 4;
   for (size_t i = 0; i < a.ema().size(); ++i) EXPECT_TRUE(torch::equal(a.ema()[i], b.ema()[i])) << i;
 }
+
+TEST(DiTStudent, DistilledSamplingComesFromTheAdapterMetadata) {
+  const StudentSampling d = distilled_sampling({{"nfe", "4"}, {"shift", "3"}, {"K", "16"}}, "a.safetensors");
+  EXPECT_EQ(d.nfe, 4);
+  EXPECT_DOUBLE_EQ(d.shift, 3.0);
+  EXPECT_DOUBLE_EQ(d.timestep_ratio, StudentSampling().timestep_ratio);  // absent: the default
+  try {
+    distilled_sampling({{"timestep_ratio", "fast"}}, "a.safetensors");
+    ADD_FAILURE() << "no error for an unreadable value";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("a.safetensors: unreadable 'timestep_ratio'"), std::string::npos) << e.what();
+  }
+}

@@ -143,12 +143,10 @@ Generator make_student_generator(const SampleOptions& o, torch::Device device) {
   so.max_batch = o.sampling.max_batch;
   so.shift = o.sampling.shift;
   so.timestep_ratio = o.sampling.timestep_ratio;
-  const auto from_meta = [&](const char* key, bool given, double& v) {
-    if (!given && meta.count(key)) v = std::stod(meta.at(key));
-  };
-  from_meta("shift", o.shift_given, so.shift);
-  from_meta("timestep_ratio", o.ratio_given, so.timestep_ratio);
-  if (!o.nfe_given && meta.count("nfe")) so.nfe = std::stoi(meta.at("nfe"));
+  const StudentSampling distilled = distilled_sampling(meta, o.adapter);
+  if (!o.shift_given && meta.count("shift")) so.shift = distilled.shift;
+  if (!o.ratio_given && meta.count("timestep_ratio")) so.timestep_ratio = distilled.timestep_ratio;
+  if (!o.nfe_given && meta.count("nfe")) so.nfe = distilled.nfe;
   so.validate();
   const DiTConfig& cfg = teacher->config;
   Generator g;

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -16,6 +15,7 @@
 #include "arcflow/models/dit.h"
 #include "arcflow/models/dit_student.h"
 #include "arcflow/models/lora.h"
+#include "arcflow/sampling/student_sampling.h"
 #include "arcflow/util/progress.h"
 #include "common.h"
 
@@ -94,15 +94,9 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
     DiTStudent st = load_adapter(teacher, a.path, &meta);
     st->to(device);
     fuse_lora(*st->base);
-    StudentSampling so;
+    StudentSampling so = distilled_sampling(meta, a.path);
     so.max_batch = o.bench.max_batch;
-    try {
-      if (meta.count("shift")) so.shift = std::stod(meta.at("shift"));
-      if (meta.count("timestep_ratio")) so.timestep_ratio = std::stod(meta.at("timestep_ratio"));
-    } catch (const std::exception&) {
-      throw std::runtime_error(a.path + ": unreadable shift or timestep_ratio in the adapter metadata");
-    }
-    const int distilled = meta.count("nfe") ? std::atoi(meta.at("nfe").c_str()) : 2;
+    const int distilled = so.nfe;
     const std::vector<int> nfes = o.student_nfe.empty() ? std::vector<int>{distilled} : o.student_nfe;
     nlohmann::json rows = nlohmann::json::array();
     for (int k : nfes) {

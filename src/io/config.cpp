@@ -3,9 +3,11 @@
 #include <cctype>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <toml++/toml.h>
+#include <utility>
 
 namespace arcflow::io {
 
@@ -82,16 +84,23 @@ AsciiText to_ascii(const std::string& bytes, const std::string& source) {
   return a;
 }
 
+// The placeholder starting at s[pos], if one does: its index in a.runs and the position after it.
+std::optional<std::pair<size_t, size_t>> placeholder_at(const AsciiText& a, const std::string& s, size_t pos) {
+  if (s.compare(pos, a.marker.size(), a.marker) != 0) return std::nullopt;
+  size_t q = pos + a.marker.size(), k = 0;
+  while (q < s.size() && std::isdigit(static_cast<unsigned char>(s[q]))) k = 10 * k + (s[q++] - '0');
+  if (q < s.size() && s[q] == 'Z' && k < a.runs.size()) return std::make_pair(k, q + 1);
+  return std::nullopt;
+}
+
 std::string restore(const AsciiText& a, std::string s) {
   if (a.runs.empty()) return s;
   for (size_t p = 0; (p = s.find(a.marker, p)) != std::string::npos;) {
-    size_t q = p + a.marker.size(), k = 0;
-    while (q < s.size() && std::isdigit(static_cast<unsigned char>(s[q]))) k = 10 * k + (s[q++] - '0');
-    if (q < s.size() && s[q] == 'Z' && k < a.runs.size()) {
-      s.replace(p, q + 1 - p, a.runs[k]);
-      p += a.runs[k].size();
+    if (const auto ph = placeholder_at(a, s, p)) {
+      s.replace(p, ph->second - p, a.runs[ph->first]);
+      p += a.runs[ph->first].size();
     } else {
-      p = q;
+      p += a.marker.size();
     }
   }
   return s;
@@ -104,16 +113,13 @@ size_t original_column(const AsciiText& a, size_t line, size_t column) {
   if (pos == std::string::npos || a.runs.empty()) return column;
   size_t col = 1;
   for (size_t c = 1; c < column && pos < a.text.size() && a.text[pos] != '\n'; ++c) {
-    if (a.text.compare(pos, a.marker.size(), a.marker) == 0) {
-      size_t q = pos + a.marker.size(), k = 0;
-      while (q < a.text.size() && std::isdigit(static_cast<unsigned char>(a.text[q]))) k = 10 * k + (a.text[q++] - '0');
-      if (q < a.text.size() && a.text[q] == 'Z' && k < a.runs.size()) {
-        if (column <= c + (q - pos)) return col;  // inside the placeholder: its first character
-        for (unsigned char ch : a.runs[k]) col += (ch & 0xC0) != 0x80;
-        c += q - pos;
-        pos = q + 1;
-        continue;
-      }
+    if (const auto ph = placeholder_at(a, a.text, pos)) {
+      const size_t last = ph->second - 1 - pos;  // columns the placeholder spans after its first
+      if (column <= c + last) return col;        // inside the placeholder: its first character
+      for (unsigned char ch : a.runs[ph->first]) col += (ch & 0xC0) != 0x80;
+      c += last;
+      pos = ph->second;
+      continue;
     }
     ++col, ++pos;
   }
@@ -137,11 +143,12 @@ std::vector<ConfigEntry> parse_config(std::istream& in, const std::string& sourc
   std::vector<ConfigEntry> out;
   for (const auto& [k, node] : tbl) {
     ConfigEntry e;
-    e.key = restore(ascii, std::string(k.str()));
+    const std::string name = restore(ascii, std::string(k.str()));
+    e.key = name;
     for (char& c : e.key)
       if (c == '_') c = '-';
     e.line = static_cast<int>(node.source().begin.line);
-    const std::string where = source + ":" + std::to_string(e.line) + ": '" + restore(ascii, std::string(k.str())) + "'";
+    const std::string where = source + ":" + std::to_string(e.line) + ": '" + name + "'";
     std::string text;
     if (scalar_text(node, text)) {
       e.values.push_back(restore(ascii, text));

@@ -40,7 +40,8 @@ void DiTConfig::validate() const {
 double DiTConfig::state_size() const {
   const double D = static_cast<double>(width), H = static_cast<double>(mlp_hidden()),
                T = static_cast<double>(token_dim()), N = static_cast<double>(num_tokens());
-  const double embed = (T + 1) * D + N * D + (256 + 1) * D + (D + 1) * D + static_cast<double>(num_classes + 1) * D;
+  const double F = static_cast<double>(TimestepEmbedderImpl::kFrequencyDim);
+  const double embed = (T + 1) * D + N * D + (F + 1) * D + (D + 1) * D + static_cast<double>(num_classes + 1) * D;
   const double block = (D + 1) * 6 * D + (D + 1) * 3 * D + (D + 1) * D + (D + 1) * H + (H + 1) * D;
   const double out = (D + 1) * 2 * D + (D + 1) * T;
   return embed + static_cast<double>(depth) * block + out;

@@ -1,6 +1,5 @@
 #include "arcflow/models/dit_student.h"
 
-#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -162,36 +161,33 @@ DiTStudent load_adapter(DiT teacher, const std::string& path, io::Metadata* meta
   const auto model = f.metadata.find("model");
   if (model == f.metadata.end() || model->second != "arcflow-adapter")
     throw std::runtime_error(path + ": not an arcflow adapter (metadata \"model\" is not \"arcflow-adapter\")");
-  DiTStudentConfig cfg;
-  try {
-    cfg = DiTStudentConfig::from_json(nlohmann::json::parse(f.metadata.at("config")));
+  torch::NoGradGuard g;
+  DiTStudent s{nullptr};
+  try {  // every error below is prefixed with the file's path once, here
+    const DiTStudentConfig cfg = DiTStudentConfig::from_json(nlohmann::json::parse(f.metadata.at("config")));
     const nlohmann::json tc = nlohmann::json::parse(f.metadata.at("teacher_config"));
     if (tc != teacher->config.to_json())
       throw std::invalid_argument("made for a teacher with config " + tc.dump() + ", this teacher has " +
                                   teacher->config.to_json().dump());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": " + e.what());
-  }
-  // K and the LoRA rank size what gets built: check them against the file's tensors first, so a
-  // config that promises more than the file holds is refused instead of allocated.
-  const DiTConfig& t = teacher->config;
-  const auto means = f.tensors.find("proj_out_means.weight");
-  if (means == f.tensors.end() || means->second.dim() != 2 || means->second.size(0) != cfg.K * t.token_dim() ||
-      means->second.size(1) != t.width)
-    throw std::runtime_error(path + ": tensor 'proj_out_means.weight' is missing or not (" +
-                             std::to_string(cfg.K * t.token_dim()) + ", " + std::to_string(t.width) +
-                             ") as K = " + std::to_string(cfg.K) + " in the config says");
-  for (const auto& [name, x] : f.tensors)
-    if (ends_with(name, ".lora_A.weight") && (x.dim() != 2 || x.size(0) != cfg.lora.rank))
-      throw std::runtime_error(path + ": tensor '" + name + "' does not have " + std::to_string(cfg.lora.rank) +
-                               " rows as the LoRA rank in the config says");
-  const bool has_lora = std::any_of(f.tensors.begin(), f.tensors.end(),
-                                    [](const auto& kv) { return ends_with(kv.first, ".lora_A.weight"); });
-  if (!has_lora && !cfg.lora.targets.empty())
-    throw std::runtime_error(path + ": the config names LoRA targets but the file holds no LoRA tensors");
-  torch::NoGradGuard g;
-  DiTStudent s{nullptr};
-  try {
+    // K and the LoRA rank size what gets built: check them against the file's tensors first, so a
+    // config that promises more than the file holds is refused instead of allocated.
+    const DiTConfig& t = teacher->config;
+    const auto means = f.tensors.find("proj_out_means.weight");
+    if (means == f.tensors.end() || means->second.dim() != 2 || means->second.size(0) != cfg.K * t.token_dim() ||
+        means->second.size(1) != t.width)
+      throw std::invalid_argument("tensor 'proj_out_means.weight' is missing or not (" +
+                                  std::to_string(cfg.K * t.token_dim()) + ", " + std::to_string(t.width) +
+                                  ") as K = " + std::to_string(cfg.K) + " in the config says");
+    bool has_lora = false;
+    for (const auto& [name, x] : f.tensors) {
+      if (!ends_with(name, ".lora_A.weight")) continue;
+      has_lora = true;
+      if (x.dim() != 2 || x.size(0) != cfg.lora.rank)
+        throw std::invalid_argument("tensor '" + name + "' does not have " + std::to_string(cfg.lora.rank) +
+                                    " rows as the LoRA rank in the config says");
+    }
+    if (!has_lora && !cfg.lora.targets.empty())
+      throw std::invalid_argument("the config names LoRA targets but the file holds no LoRA tensors");
     s = DiTStudent(teacher, cfg);  // a LoRA target matching no layer of this teacher throws here
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());

@@ -1,5 +1,6 @@
 #include "arcflow/sampling/student_sampling.h"
 
+#include <cstdlib>
 #include <stdexcept>
 
 #include "arcflow/core/schedule.h"
@@ -12,6 +13,23 @@ void StudentSampling::validate() const {
   if (!(timestep_ratio > 0)) throw std::invalid_argument("student sampling: timestep_ratio must be > 0");
   if (!(temperature > 0)) throw std::invalid_argument("student sampling: temperature must be > 0");
   if (max_batch < 1) throw std::invalid_argument("student sampling: max_batch must be >= 1");
+}
+
+StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& source) {
+  const auto number = [&](const char* key, double fallback) {
+    const auto it = meta.find(key);
+    if (it == meta.end()) return fallback;
+    char* end = nullptr;
+    const double v = std::strtod(it->second.c_str(), &end);
+    if (end == it->second.c_str())
+      throw std::runtime_error(source + ": unreadable '" + key + "' in the adapter metadata: '" + it->second + "'");
+    return v;
+  };
+  StudentSampling s;
+  s.nfe = static_cast<int>(number("nfe", s.nfe));
+  s.shift = number("shift", s.shift);
+  s.timestep_ratio = number("timestep_ratio", s.timestep_ratio);
+  return s;
 }
 
 torch::Tensor sample_student(DiTStudent& student, const torch::Tensor& noise, const torch::Tensor& labels,

@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <set>
 #include <stdexcept>
 
@@ -26,15 +25,6 @@ struct ImageGenerator::Impl {
 };
 
 namespace {
-
-double number_from_meta(const io::Metadata& meta, const char* key, double fallback, const std::string& path) {
-  const auto it = meta.find(key);
-  if (it == meta.end()) return fallback;
-  char* end = nullptr;
-  const double v = std::strtod(it->second.c_str(), &end);
-  if (end == it->second.c_str()) throw std::runtime_error(path + ": unreadable '" + key + "' in the adapter metadata");
-  return v;
-}
 
 std::vector<std::string> encode_all(const torch::Tensor& samples, const std::string& method) {
   std::vector<std::string> out;
@@ -79,10 +69,11 @@ ImageGenerator::ImageGenerator(const std::string& teacher_path, const std::vecto
     info.name = a.name;
     info.path = a.path;
     info.K = st->config.K;
-    info.nfe = static_cast<int>(number_from_meta(meta, "nfe", 2, a.path));
+    const StudentSampling distilled = distilled_sampling(meta, a.path);
+    info.nfe = distilled.nfe;
     info.policy = meta.count("policy") ? meta.at("policy") : (info.K == 1 ? "linear" : "arcflow");
-    info.shift = number_from_meta(meta, "shift", 1.0, a.path);
-    info.timestep_ratio = number_from_meta(meta, "timestep_ratio", 1.0, a.path);
+    info.shift = distilled.shift;
+    info.timestep_ratio = distilled.timestep_ratio;
     c.adapters.push_back(info);
     m.students.push_back(st);
   }

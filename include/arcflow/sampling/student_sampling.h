@@ -6,6 +6,9 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
+#include "arcflow/io/safetensors.h"
 #include "arcflow/models/dit_student.h"
 #include "arcflow/sampling/samplers.h"
 
@@ -19,6 +22,11 @@ struct StudentSampling {
   int64_t max_batch = 256;
   void validate() const;     // std::invalid_argument naming the field
 };
+
+// The schedule an adapter was distilled for, from its metadata (the keys `arcflow distill` writes:
+// "nfe", "shift", "timestep_ratio"); absent keys keep the defaults above. Throws std::runtime_error
+// naming `source` and the key for a value that is not a number.
+StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& source);
 
 // Raw outputs (B, C, H, W) float32 on the CPU from `noise` (at sigma 1) and labels (B) int64.
 // `cb` (may be empty) is called after every step of every batch, with step counted over the run.
