@@ -23,7 +23,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <set>
 #include <vector>
@@ -214,35 +216,23 @@ void append_u64_le(std::string& out, uint64_t v) {
 
 }  // namespace
 
-SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& source) {
-  // 1. Header length, validated against the limit and the actual size before
-  //    anything is allocated.
-  if (bytes.size() < 8)
-    fail(source, "truncated: file has " + std::to_string(bytes.size()) +
-                     " bytes, fewer than the 8-byte header length field");
-  const uint64_t header_len = read_u64_le(bytes.data());
-  const uint64_t available = bytes.size() - 8;
-  if (header_len > kMaxHeaderBytes)
-    fail(source, "header length " + std::to_string(header_len) + " is too large (limit " +
-                     std::to_string(kMaxHeaderBytes) + " bytes); corrupt file?");
-  if (header_len > available)
-    fail(source, "truncated: header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                     std::to_string(available) + " bytes follow the length field)");
-  const char* header_begin = bytes.data() + 8;
-  const char* data = header_begin + header_len;
-  const uint64_t data_size = available - header_len;
+namespace {
 
+// Steps 2-4 of the reader: the header JSON, every entry and the overlap check, for a header of
+// `header_len` bytes at `header_begin` followed by a data section of `data_size` bytes. Fills
+// `metadata`; returns the validated entries (nothing is allocated for tensor data).
+std::vector<Entry> parse_header(const char* header_begin, uint64_t header_len, uint64_t data_size,
+                                const std::string& source, Metadata& metadata) {
   // 2. Header JSON.
-  const json header = parse_header_json(header_begin, data, source);
+  const json header = parse_header_json(header_begin, header_begin + header_len, source);
   if (!header.is_object()) fail(source, std::string("header is not a JSON object (got ") + header.type_name() + ")");
 
   // 3. Validate every entry before creating any tensor.
-  SafetensorsFile result;
   std::vector<Entry> entries;
   entries.reserve(header.size());
   for (const auto& item : header.items()) {
     if (item.key() == kMetadataKey)
-      parse_metadata(item.value(), result.metadata, source);
+      parse_metadata(item.value(), metadata, source);
     else
       entries.push_back(parse_entry(item.key(), item.value(), data_size, source));
   }
@@ -262,6 +252,38 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& s
                        ", " + std::to_string(e->end) + ") overlap");
     if (!furthest || e->end > furthest->end) furthest = e;
   }
+  return entries;
+}
+
+// Step 1: the header length, validated against the limit and the bytes available after the
+// length field before anything is allocated.
+uint64_t checked_header_length(const char* first8, uint64_t available, const std::string& source) {
+  const uint64_t header_len = read_u64_le(first8);
+  if (header_len > kMaxHeaderBytes)
+    fail(source, "header length " + std::to_string(header_len) + " is too large (limit " +
+                     std::to_string(kMaxHeaderBytes) + " bytes); corrupt file?");
+  if (header_len > available)
+    fail(source, "truncated: header length " + std::to_string(header_len) + " runs past the end of the file (" +
+                     std::to_string(available) + " bytes follow the length field)");
+  return header_len;
+}
+
+}  // namespace
+
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& source) {
+  // 1. Header length.
+  if (bytes.size() < 8)
+    fail(source, "truncated: file has " + std::to_string(bytes.size()) +
+                     " bytes, fewer than the 8-byte header length field");
+  const uint64_t available = bytes.size() - 8;
+  const uint64_t header_len = checked_header_length(bytes.data(), available, source);
+  const char* header_begin = bytes.data() + 8;
+  const char* data = header_begin + header_len;
+  const uint64_t data_size = available - header_len;
+
+  // 2-4. Header, entries, overlaps.
+  SafetensorsFile result;
+  const std::vector<Entry> entries = parse_header(header_begin, header_len, data_size, source, result.metadata);
 
   // 5. Materialize: each tensor gets its own CPU buffer (the source bytes may
   //    be unaligned and are not kept alive).
@@ -333,5 +355,28 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
 }
 
 SafetensorsFile load_safetensors(const std::string& path) { return parse_safetensors(read_file(path), path); }
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const auto end = in.tellg();
+  if (end < 0) throw std::runtime_error(path + ": cannot determine the file size");
+  const auto file_size = static_cast<uint64_t>(end);
+  in.seekg(0, std::ios::beg);
+  if (file_size < 8)
+    fail(path, "truncated: file has " + std::to_string(file_size) + " bytes, fewer than the 8-byte header length field");
+  char first8[8];
+  if (!in.read(first8, 8)) throw std::runtime_error(path + ": read error");
+  const uint64_t header_len = checked_header_length(first8, file_size - 8, path);
+  std::string header(header_len, '\0');
+  if (header_len > 0 && !in.read(header.data(), static_cast<std::streamsize>(header_len)))
+    throw std::runtime_error(path + ": read error in the header");
+  SafetensorsHeader out;
+  out.data_offset = 8 + header_len;
+  for (Entry& e : parse_header(header.data(), header_len, file_size - 8 - header_len, path, out.metadata))
+    out.tensors.emplace(e.name, SafetensorsHeader::Entry{e.dtype->type, std::move(e.shape), e.begin, e.end});
+  return out;
+}
 
 }  // namespace arcflow::io

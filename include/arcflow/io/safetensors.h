@@ -21,6 +21,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace arcflow::io {
 
@@ -61,5 +62,24 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
 // read_file() + parse_safetensors(bytes, path). Throws std::runtime_error
 // naming `path` if the file cannot be read, FormatError if it is malformed.
 SafetensorsFile load_safetensors(const std::string& path);
+
+// The header of a safetensors file alone: what read_safetensors_header() returns. A tensor
+// occupies bytes [data_offset + begin, data_offset + end) of the file.
+struct SafetensorsHeader {
+  struct Entry {
+    torch::ScalarType dtype;
+    std::vector<int64_t> shape;
+    uint64_t begin = 0, end = 0;  // relative to the data section
+  };
+  std::map<std::string, Entry> tensors;
+  Metadata metadata;
+  uint64_t data_offset = 0;  // 8 + header length
+};
+
+// Reads and validates only the header of the file at `path` (the same checks as
+// parse_safetensors, against the file's size), without reading or allocating any tensor data: a
+// multi-gigabyte shard is inspected in microseconds. Throws std::runtime_error naming `path` if the
+// file cannot be read, FormatError if it is malformed.
+SafetensorsHeader read_safetensors_header(const std::string& path);
 
 }  // namespace arcflow::io
