@@ -130,14 +130,25 @@ TEST(FluxReference, Bfloat16WeightsStayBfloat16) {
     ++n;
   }
   EXPECT_EQ(n, dir.tensors().size());
-  // The forward runs in bfloat16 and stays near the float32 reference.
+  // The forward runs in bfloat16. diffusers rounds sigma to the compute dtype before multiplying
+  // by 1000 (in that dtype): bfloat16 turns sigma 0.3 into t = 300, not 300.78, which moves the
+  // sinusoid's fast frequencies completely. Compare against the float32 model fed the timesteps
+  // bfloat16 produces, so that the difference left is the bfloat16 arithmetic.
   const torch::Tensor v =
       m->forward(flux_case("dev.hidden_states"), flux_case("dev.encoder_hidden_states"), flux_case("dev.pooled"),
                  flux_case("dev.sigma"), flux_case("dev.guidance"), flux_case("dev.img_ids"), flux_case("dev.txt_ids"));
   EXPECT_EQ(v.scalar_type(), torch::kBFloat16);
-  const double e = max_abs_diff(v, flux_case("dev.velocity"));
-  std::cout << "[fixture] dev transformer in bfloat16: velocity max abs error " << e << "\n";
-  EXPECT_LT(e, 0.25);
+  auto as_bf16 = [](const torch::Tensor& s) { return (s.to(torch::kBFloat16) * 1000).to(torch::kFloat32) / 1000; };
+  FluxTransformer f32 = load_flux_transformer(flux_data("dev/transformer"));
+  const torch::Tensor ref =
+      f32->forward(flux_case("dev.hidden_states"), flux_case("dev.encoder_hidden_states"), flux_case("dev.pooled"),
+                   as_bf16(flux_case("dev.sigma")), as_bf16(flux_case("dev.guidance")), flux_case("dev.img_ids"),
+                   flux_case("dev.txt_ids"));
+  const double e = max_abs_diff(v, ref);
+  std::cout << "[fixture] dev transformer in bfloat16: velocity max abs error " << e
+            << " against float32 with the same rounded timesteps (max |v| " << ref.abs().max().item<double>()
+            << "); against the float32 reference " << max_abs_diff(v, flux_case("dev.velocity")) << "\n";
+  EXPECT_LT(e, 0.1);
   // float16 too.
   FluxVaeDecoder vae = load_flux_vae_decoder(flux_data("dev/vae"), torch::kFloat16);
   for (const auto& p : vae->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat16);
@@ -185,7 +196,7 @@ TEST(FluxPieces, TimestepFeaturesByHand) {
   for (int b = 0; b < 4; ++b)
     for (int i = 0; i < 128; ++i) {
       const double arg = t[b].item<double>() * std::exp(-std::log(10000.0) * i / 128.0);
-      const double tol = 2e-7 * std::max(1.0, arg) + 1e-6;  // float32 argument rounding
+      const double tol = 5e-7 * std::max(1.0, arg) + 1e-6;  // float32 rounding of f_i and t f_i
       EXPECT_NEAR(f[b][i].item<double>(), std::cos(arg), tol) << b << "," << i;
       EXPECT_NEAR(f[b][128 + i].item<double>(), std::sin(arg), tol) << b << "," << i;
     }
@@ -208,7 +219,7 @@ TEST(FluxPieces, PackOrderingAndRoundTrip) {
                         lat[b][c][2 * gy + py][2 * gx + px].item<float>());
   EXPECT_TRUE(torch::equal(unpack_latents(tok, H, W), lat));
   const torch::Tensor ids = latent_image_ids(2, 3);
-  EXPECT_TRUE(torch::equal(ids, torch::tensor({0.f, 0, 0, 0, 0, 1, 0, 0, 2, 0, 1, 0, 0, 1, 1, 0, 1, 2}).reshape({6, 3})));
+  EXPECT_TRUE(torch::equal(ids, torch::tensor({0.f, 0.f, 0.f, 0.f, 0.f, 1.f, 0.f, 0.f, 2.f, 0.f, 1.f, 0.f, 0.f, 1.f, 1.f, 0.f, 1.f, 2.f}).reshape({6, 3})));
   test::expect_error([] { pack_latents(torch::zeros({1, 4, 3, 4})); }, {"even"});
   test::expect_error([] { unpack_latents(torch::zeros({1, 6, 16}), 4, 4); }, {"unpack_latents"});
 }
@@ -271,11 +282,10 @@ TEST(FluxCost, ForwardFlopsCountEveryMatrixProduct) {
   expected += static_cast<double>(cfg.num_layers + cfg.num_single_layers) * 2 * (2.0 * S * S * D);
   expected *= B;
   EXPECT_DOUBLE_EQ(flux_forward_flops(cfg, B, N, L), expected);
-  // FLUX.1-dev at 1024x1024 (4096 image tokens, 512 text tokens): about 55 TFLOP per forward.
+  // FLUX.1-dev at 1024x1024 (4096 image tokens, 512 text tokens): 74.4 TFLOP per forward.
   const double dev = flux_forward_flops(FluxConfig::flux1_dev(), 1, 4096, 512);
   std::cout << "[count] FLUX.1-dev forward at 1024px, 512 text tokens: " << dev / 1e12 << " TFLOP\n";
-  EXPECT_GT(dev, 4e13);
-  EXPECT_LT(dev, 8e13);
+  EXPECT_NEAR(dev / 1e12, 74.38, 0.01);
 }
 
 TEST(FluxConfigJson, DefaultsUnknownKeysAndConsistency) {
