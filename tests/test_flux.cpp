@@ -305,3 +305,27 @@ TEST(FluxConfigJson, DefaultsUnknownKeysAndConsistency) {
   test::expect_error([] { FluxConfig::from_json({{"num_attention_heads", "24"}}); }, {"num_attention_heads"});
   test::expect_error([] { FluxConfig::from_json({{"guidance_embeds", 1}}); }, {"guidance_embeds"});
 }
+
+TEST(FluxReference, ArcFlowLoraRecipeTargetsMatchAndStartAsTheTeacher) {
+  // The reference recipe's LoRA targets (ARCFLOW.md section 7) name our modules; fresh adapters
+  // (B = 0) leave the output unchanged.
+  torch::NoGradGuard no_grad;
+  FluxTransformer m = load_flux_transformer(flux_data("dev/transformer"));
+  LoRAConfig lc;
+  lc.rank = 4;
+  lc.alpha = 4;
+  lc.dropout = 0.0;
+  lc.targets = {"single_transformer_blocks.*.proj_mlp",        "single_transformer_blocks.*.proj_out",
+                "transformer_blocks.*.ff.net.0.proj",          "transformer_blocks.*.ff.net.2",
+                "transformer_blocks.*.ff_context.net.0.proj",  "transformer_blocks.*.ff_context.net.2",
+                "time_text_embed.timestep_embedder.linear_1",  "time_text_embed.timestep_embedder.linear_2"};
+  const std::vector<std::string> adapted = apply_lora(*m, lc);
+  EXPECT_EQ(adapted.size(), 2u * 2 + 2u * 4 + 2u);  // 2 single x 2, 2 double x 4, timestep MLP x 2
+  m->eval();
+  const torch::Tensor v =
+      m->forward(flux_case("dev.hidden_states"), flux_case("dev.encoder_hidden_states"), flux_case("dev.pooled"),
+                 flux_case("dev.sigma"), flux_case("dev.guidance"), flux_case("dev.img_ids"), flux_case("dev.txt_ids"));
+  EXPECT_LT(max_abs_diff(v, flux_case("dev.velocity")), kTol);
+  EXPECT_TRUE(m->named_parameters().contains("single_transformer_blocks.1.proj_mlp.lora_A.weight"));
+  EXPECT_TRUE(m->named_parameters().contains("transformer_blocks.0.ff_context.net.2.lora_B.weight"));
+}
