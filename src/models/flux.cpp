@@ -17,11 +17,15 @@ void FluxConfig::validate() const {
     if (v <= 0)
       throw std::invalid_argument(std::string("FLUX config: '") + name + "' must be > 0 (got " + std::to_string(v) + ")");
   };
+  auto non_negative = [](const char* name, int64_t v) {
+    if (v < 0)
+      throw std::invalid_argument(std::string("FLUX config: '") + name + "' must be >= 0 (got " + std::to_string(v) + ")");
+  };
   positive("patch_size", patch_size);
   positive("in_channels", in_channels);
-  if (out_channels < 0) positive("out_channels", out_channels);
-  positive("num_layers", num_layers);
-  if (num_single_layers < 0) positive("num_single_layers", num_single_layers);
+  non_negative("out_channels", out_channels);  // 0: same as in_channels
+  non_negative("num_layers", num_layers);
+  non_negative("num_single_layers", num_single_layers);
   positive("attention_head_dim", attention_head_dim);
   positive("num_attention_heads", num_attention_heads);
   positive("joint_attention_dim", joint_attention_dim);

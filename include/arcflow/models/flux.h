@@ -74,7 +74,7 @@ struct FluxConfig {
   int64_t output_channels() const { return out_channels > 0 ? out_channels : in_channels; }
   int64_t proj_out_dim() const { return patch_size * patch_size * output_channels(); }
 
-  // Throws std::invalid_argument naming the key: sizes > 0, axes_dims_rope of 3 even entries
+  // Throws std::invalid_argument naming the key: widths > 0, layer counts >= 0, axes_dims_rope of 3 even entries
   // summing to attention_head_dim.
   void validate() const;
   // diffusers' spelling; out_channels null when 0.
