@@ -18,7 +18,7 @@
 
 #include "arcflow/io/png.h"
 #include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/student.h"
 #include "arcflow/models/lora.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/sampling/student_sampling.h"
@@ -257,11 +257,11 @@ TEST_F(ServerHttp, GeneratesTheSameImagesAsTheSamplersFromTheRequestSeed) {
 
   // The student's images are exactly sample_student from make_noise(n, shape, seed) (fused LoRA).
   DiT t = load_dit(kTeacher);
-  DiTStudent st = load_adapter(t, kArcflow);
-  fuse_lora(*st->base);
+  LoRAStudent st = load_adapter(t.ptr(), kArcflow);
+  st->fuse_lora();
   const torch::Tensor noise = make_noise(2, {1, 28, 28}, 7);
   StudentSampling so;
-  const std::vector<io::Image> expected = tensor_to_images(sample_student(st, noise, torch::full({2}, 3, torch::kLong), so));
+  const std::vector<io::Image> expected = tensor_to_images(sample_student(*st, noise, Condition::labels(torch::full({2}, 3, torch::kLong)), so));
   for (size_t i = 0; i < 2; ++i) {
     const io::DecodedPng png = io::decode_png(b64decode(student["images"][i].get<std::string>()), "student image");
     EXPECT_EQ(png.image.width, 28);

@@ -101,7 +101,7 @@ Runner add_serve_command(CLI::App& app, GlobalOptions& g) {
       "default) next to the distilled students from the same noise, with timings; models are loaded once");
   auto o = std::make_shared<ServeOptions>();
   server::ServerConfig& c = o->config;
-  sub->add_option("--teacher", c.teacher, "Teacher DiT weights")->capture_default_str();
+  sub->add_option("--teacher", c.teacher, "Teacher weights (.safetensors; its \"model\" metadata picks the architecture)")->capture_default_str();
   sub->add_option("--adapter", o->adapters,
                   "Student as NAME=FILE (from `arcflow distill`); repeat for several. The page compares the first "
                   "with the teacher")

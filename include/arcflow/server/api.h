@@ -40,6 +40,7 @@ struct AdapterInfo {
   int nfe = 2;       // steps it was distilled for
   std::string policy;  // "arcflow" or "linear" (from K)
   double shift = 1.0, timestep_ratio = 1.0;
+  int total_substeps = 128;  // GMFlow students: Euler sub-steps over a trajectory
 };
 
 // What is loaded: GET /v1/models, and what requests are checked against.
