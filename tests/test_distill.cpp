@@ -49,7 +49,7 @@ TEST(Distiller, LearnsAConstantTeacherField) {
   const torch::Tensor c = torch::tensor({0.7f, -1.3f, 0.2f});
   auto student = std::make_shared<FreePolicy>(1, 3);
   DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) { return (*student)(x, s); };
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
   prob.teacher = [c](const torch::Tensor& x, const torch::Tensor&, const Condition&) { return c.expand({x.size(0), 3}); };
   prob.sample_shape = {3};
   prob.params = {student->means, student->logweights};
@@ -79,7 +79,7 @@ TEST(Distiller, LearnsAnExponentialTeacherField) {
     torch::NoGradGuard ng;
     student->means.fill_(0.5);
   }
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) { return (*student)(x, s); };
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
   prob.teacher = [g](const torch::Tensor& x, const torch::Tensor& sigma, const Condition&) {
     return torch::exp(g * (1 - sigma)).reshape({-1, 1}).expand({x.size(0), 2}) * 0.8;
   };
@@ -107,7 +107,7 @@ TEST(Distiller, NonFiniteTeacherSkipsTheUpdateThenGivesUp) {
   auto student = std::make_shared<FreePolicy>(2, 3);
   auto poisoned = std::make_shared<bool>(true);
   DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) { return (*student)(x, s); };
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
   prob.teacher = [poisoned](const torch::Tensor& x, const torch::Tensor&, const Condition&) {
     return torch::full({x.size(0), 3}, *poisoned ? std::nan("") : 0.5);
   };
@@ -240,7 +240,9 @@ TEST(Distiller, WalkWithTeacherRatioZeroFollowsTheStudent) {
   for (int64_t j = 0; j < M; ++j) {
     const torch::Tensor want = x1 - (segs[0].sigma_src - rec->sigma[j]).reshape({-1, 1}) * c;
     EXPECT_TRUE(torch::allclose(rec->x[j], want, 1e-5, 1e-6)) << "state " << j;
-    if (j > 0) EXPECT_TRUE((rec->sigma[j] < rec->sigma[j - 1]).all().item<bool>());
+    if (j > 0) {
+      EXPECT_TRUE((rec->sigma[j] < rec->sigma[j - 1]).all().item<bool>());
+    }
   }
   // The walk stays at least the window W above the step's end.
   const double W = static_cast<double>(cfg.window_substeps) / cfg.total_substeps;

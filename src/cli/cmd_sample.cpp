@@ -177,7 +177,7 @@ Generator make_student_generator(const SampleOptions& o, torch::Device device) {
   g.params["timestep_ratio"] = fmt(so.timestep_ratio);
   g.nfe = so.nfe;
   g.progress_total = ((o.n + so.max_batch - 1) / so.max_batch) * so.nfe;
-  g.run = [student, so](const torch::Tensor& noise, const Condition& cond, const SamplerCallback& cb) {
+  g.run = [student, so](const torch::Tensor& noise, const Condition& cond, const SamplerCallback& cb) mutable {
     return sample_student(*student, noise, cond, so, cb);
   };
   return g;

@@ -7,8 +7,11 @@
 
 namespace arcflow {
 
-MomentumMixture make_mixture(const torch::Tensor& means, const torch::Tensor& logweights,
-                   const torch::Tensor& log_gammas_rest, const torch::Tensor& sigma_src) {
+MomentumMixture make_mixture(const torch::Tensor& means_in, const torch::Tensor& logweights_in,
+                             const torch::Tensor& log_gammas_rest_in, const torch::Tensor& sigma_src) {
+  // Policies compute in float32 whatever the network ran in (float64 stays float64).
+  const torch::Tensor means = policy_precision(means_in), logweights = policy_precision(logweights_in);
+  const torch::Tensor log_gammas_rest = policy_precision(log_gammas_rest_in);
   if (means.dim() < 3) throw std::invalid_argument("policy means must be (B, K, ...), got rank " +
                                                    std::to_string(means.dim()));
   if (logweights.dim() != means.dim() || logweights.size(0) != means.size(0) ||
@@ -20,12 +23,11 @@ MomentumMixture make_mixture(const torch::Tensor& means, const torch::Tensor& lo
   if (K > 1) {
     if (!log_gammas_rest.defined() || log_gammas_rest.dim() != means.dim() || log_gammas_rest.size(1) != K - 1)
       throw std::invalid_argument("policy log_gammas must be (B, K-1, 1, ...)");
-    log_gammas = torch::cat({g0, log_gammas_rest.clamp(-kMaxLogGamma, kMaxLogGamma)}, 1);
+    log_gammas = torch::cat({g0, log_gammas_rest.clamp(-kMaxLogGamma, kMaxLogGamma).to(g0.scalar_type())}, 1);
   }
-  torch::Tensor s = sigma_src.to(policy_precision(means).scalar_type());
+  torch::Tensor s = sigma_src.to(means.scalar_type());
   if (s.dim() == 0) s = s.expand({means.size(0)});
-  // Policies compute in float32 whatever the network ran in (float64 stays float64).
-  return {policy_precision(means), policy_precision(logweights), policy_precision(log_gammas), policy_precision(s)};
+  return {means, logweights, log_gammas, s};
 }
 
 MomentumMixture linear_mixture(const torch::Tensor& velocity, const torch::Tensor& sigma_src) {
