@@ -13,6 +13,11 @@ it started itself is stopped at the end.
   scripts/serve-stall.py                         # starts build/arcflow serve --port 0 itself
   scripts/serve-stall.py --port 8080             # an already running server on 127.0.0.1:8080
   scripts/serve-stall.py --counts 0,8,16,64 --kind half --timeout 30
+  scripts/serve-stall.py --counts "" --stream   # only the streaming and cancel timings
+
+--stream times a streamed default request (teacher 50 steps + arcflow-2, n 4): first event, first
+progress, steps, result; then how long the worker stays busy after a client hangs up mid-request
+and after DELETE /v1/jobs/ID (teacher 200 steps, n 4).
 """
 import argparse
 import http.client
@@ -64,6 +69,88 @@ def closed_by_server(socks):
     return closed
 
 
+def stream(port, body, timeout, stop_after=None):
+    """Sends a streamed request; returns [(seconds, event, data)] and the open socket when it hung
+    up after `stop_after` progress events (the caller closes it), else None."""
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    raw = json.dumps(body).encode()
+    s.sendall(b"POST /v1/generate HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(raw)).encode() + b"\r\n\r\n" + raw)
+    t0 = time.monotonic()
+    buf, events, progress = b"", [], 0
+    head_done = False
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        if not head_done and b"\r\n\r\n" in buf:
+            buf = buf.split(b"\r\n\r\n", 1)[1]
+            head_done = True
+        while head_done and b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            name, data = "", None
+            for line in block.decode().split("\n"):
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+            events.append((time.monotonic() - t0, name, data))
+            if name == "progress":
+                progress += 1
+                if stop_after and progress == stop_after:
+                    return events, s
+    s.close()
+    return events, None
+
+
+def until_idle(port, timeout):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+        c.request("GET", "/healthz")
+        h = json.loads(c.getresponse().read())
+        c.close()
+        if not h["busy"] and h["queue_depth"] == 0:
+            return time.monotonic() - t0
+        time.sleep(0.005)
+    return None
+
+
+def stream_report(port, timeout):
+    ev, _ = stream(port, {"n": 4, "seed": 1, "method": ["teacher", "arcflow-2"], "stream": True}, timeout)
+    first_progress = next(t for t, n, _ in ev if n == "progress")
+    teacher = [d["elapsed_ms"] for _, n, d in ev if n == "progress" and d["method"] == "teacher"]
+    steps = [b - a for a, b in zip(teacher, teacher[1:])]
+    print(f"stream (teacher 50 steps + arcflow-2, n 4): {len(ev)} events; first ({ev[0][1]}) after "
+          f"{ev[0][0] * 1000:.1f} ms, first progress after {first_progress * 1000:.1f} ms, teacher steps "
+          f"{min(steps):.1f}-{max(steps):.1f} ms apart (median {sorted(steps)[len(steps) // 2]:.1f}), "
+          f"{ev[-1][1]} after {ev[-1][0]:.2f} s")
+    long_job = {"n": 4, "seed": 2, "method": "teacher", "teacher_steps": 200, "stream": True}
+    ev, s = stream(port, long_job, timeout, stop_after=5)
+    step_ms = ev[-1][2]["elapsed_ms"] / 5
+    s.close()
+    free = until_idle(port, timeout)
+    print(f"hang-up after 5 of 200 steps ({step_ms:.1f} ms per step): worker free {free * 1000:.1f} ms later "
+          f"(the job had {(200 - 5) * step_ms / 1000:.1f} s left)")
+    ev, s = stream(port, long_job, timeout, stop_after=5)
+    job = ev[0][2]["job"]
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    c.request("DELETE", "/v1/jobs/" + job)
+    answer = json.loads(c.getresponse().read())
+    deleted = time.monotonic() - t0
+    free = until_idle(port, timeout)
+    rest = b""
+    s.settimeout(timeout)
+    while chunk := s.recv(65536):
+        rest += chunk
+    s.close()
+    last = rest.decode().strip().split("\n\n")[-1].replace("\n", " ")
+    print(f"DELETE /v1/jobs/{job}: answered in {deleted * 1000:.1f} ms ({answer['was']}), worker free "
+          f"{free * 1000:.1f} ms after that; the stream ended with: {last[:90]}")
+
+
 def start_server(binary, extra):
     p = subprocess.Popen([binary, "serve", "--port", "0", "--toy-dir", ""] + extra,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -87,6 +174,7 @@ def main():
     ap.add_argument("--counts", default="0,8,16,64", help="numbers of slow connections to try")
     ap.add_argument("--kind", choices=["idle", "half", "both"], default="both")
     ap.add_argument("--timeout", type=float, default=30, help="seconds to wait for each answer")
+    ap.add_argument("--stream", action="store_true", help="also time streaming and cancelling (see above)")
     ap.add_argument("--excess", type=int, default=0,
                     help="also open this many connections at once and count those the server closed 1 s later")
     a = ap.parse_args()
@@ -101,7 +189,7 @@ def main():
         timed_request(port, "POST", "/v1/generate", gen, a.timeout)  # warm-up
         kinds = ["idle", "half"] if a.kind == "both" else [a.kind]
         for kind in kinds:
-            for k in [int(x) for x in a.counts.split(",")]:
+            for k in [int(x) for x in a.counts.split(",") if x]:
                 t_open = time.monotonic()
                 socks = open_slow(port, k, kind)
                 open_s = time.monotonic() - t_open
@@ -115,6 +203,8 @@ def main():
                 print(f"{kind:5} connections {k:4} (opened in {open_s:5.2f} s): /healthz {fmt(h, hs):>22}   "
                       f"arcflow-2 n=1 {fmt(g, gs):>22}", flush=True)
                 time.sleep(0.5)
+        if a.stream:
+            stream_report(port, a.timeout)
         if a.excess:
             socks = []
             refused_at_connect = 0
