@@ -83,6 +83,33 @@ TEST(ServerJobQueue, ShutdownDropsWaitingJobs) {
   EXPECT_THROW(JobQueue(0), std::invalid_argument);
 }
 
+TEST(ServerJobQueue, ReportsPlacesAndTakesWaitingJobsOut) {
+  JobQueue q(3);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  auto running = q.try_submit([gate] { gate.wait(); }, 1);
+  for (int i = 0; i < 2000 && !q.busy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::atomic<int> ran{0};
+  auto two = q.try_submit([&] { ran += 2; }, 2);
+  auto three = q.try_submit([&] { ran += 3; }, 3);
+  auto four = q.try_submit([&] { ran += 4; }, 4);
+  EXPECT_FALSE(q.position(1).has_value()) << "the running job is not waiting";
+  EXPECT_EQ(q.position(2), std::optional<size_t>(1));
+  EXPECT_EQ(q.position(4), std::optional<size_t>(3));
+  EXPECT_TRUE(q.remove(3));
+  EXPECT_FALSE(q.remove(3));
+  EXPECT_FALSE(q.remove(1)) << "a running job cannot be taken out";
+  EXPECT_EQ(q.position(4), std::optional<size_t>(2));
+  EXPECT_EQ(q.waiting(), 2u);
+  release.set_value();
+  running->get();
+  two->get();
+  four->get();
+  EXPECT_THROW(three->get(), std::future_error);
+  EXPECT_EQ(ran, 6);
+  EXPECT_FALSE(q.position(0).has_value()) << "tag 0 names no job";
+}
+
 // ---------------------------------------------------------------- request rules, no models
 
 TEST(ServerApiRules, ParsesDefaultsAndBase64) {
