@@ -97,7 +97,7 @@ try {
   if (!/arcflow-2/.test(info.studentTitle)) throw new Error("student title should name arcflow-2: " + info.studentTitle);
   if (!/ms|s\b/.test(info.teacherTime) || !/ms|s\b/.test(info.studentTime)) throw new Error("timings missing");
   if (info.caption !== "Trouser") throw new Error("captions should name the chosen class, got " + info.caption);
-  if (!/^step 10 of 10/.test(info.teacherProgress) || info.teacherBar !== "100.0%")
+  if (!/^step 10 of 10/.test(info.teacherProgress) || parseFloat(info.teacherBar) !== 100)
     throw new Error("the teacher's progress should end at step 10 of 10: " + info.teacherProgress + " " + info.teacherBar);
   if (!/^step 2 of 2/.test(info.studentProgress)) throw new Error("student progress: " + info.studentProgress);
   await page.screenshot({ path: shot, fullPage: true });
@@ -109,6 +109,7 @@ try {
   await page.click("#generate");
   await page.waitForFunction(() => /^step /.test(document.querySelector("#progress-teacher").textContent),
                              null, { timeout: 60000 });
+  await page.screenshot({ path: shot.replace(/\.png$/, "-progress.png"), fullPage: true });
   const tCancel = Date.now();
   await page.click("#cancel");
   await page.waitForFunction(() => /^Cancelled/.test(document.querySelector("#status").textContent), null,
