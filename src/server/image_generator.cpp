@@ -85,7 +85,7 @@ ImageGenerator::~ImageGenerator() = default;
 
 const ModelCatalog& ImageGenerator::catalog() const { return impl_->catalog; }
 
-GenerateResult ImageGenerator::run(const GenerateRequest& r) {
+GenerateResult ImageGenerator::run(const GenerateRequest& r, const ProgressCallback& on_step) {
   Impl& m = *impl_;
   if (torch::get_num_threads() != m.threads) torch::set_num_threads(m.threads);
   const ModelCatalog& c = m.catalog;
@@ -101,13 +101,19 @@ GenerateResult ImageGenerator::run(const GenerateRequest& r) {
     res.method = method;
     torch::Tensor samples;
     const auto t0 = std::chrono::steady_clock::now();
+    SamplerCallback step_cb;
+    if (on_step)
+      step_cb = [&](const StepInfo& info) {
+        on_step({method, info.step + 1, info.total,
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()});
+      };
     if (method == kTeacherMethod) {
       TeacherSampling s;
       s.sampler = c.teacher_sampler;
       s.cfg_scale = c.cfg_scale;
       s.steps = r.teacher_steps;
       s.max_batch = 64;
-      samples = sample_teacher(m.teacher, noise, Condition::labels(labels), s);
+      samples = sample_teacher(m.teacher, noise, Condition::labels(labels), s, step_cb);
       res.steps = s.steps;
       res.nfe = teacher_nfe(s);
     } else {
@@ -121,7 +127,7 @@ GenerateResult ImageGenerator::run(const GenerateRequest& r) {
       s.timestep_ratio = a.timestep_ratio;
       s.total_substeps = a.total_substeps;
       s.max_batch = 64;
-      samples = sample_student(*m.students[i], noise, Condition::labels(labels), s);
+      samples = sample_student(*m.students[i], noise, Condition::labels(labels), s, step_cb);
       res.steps = s.nfe;
       res.nfe = s.nfe;
     }
