@@ -9,7 +9,7 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist
   libgtest-dev
-  libcpp-httplib-dev chromium nodejs curl
+  libmicrohttpd-dev libcpp-httplib-dev chromium nodejs curl
 )
 
 # --sanitizers: also what scripts/check-sanitizers.sh needs (clang with its ASan/UBSan/libFuzzer runtimes).

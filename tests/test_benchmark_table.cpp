@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "arcflow/evaluation/benchmark_table.h"
+#include "arcflow/models/dit.h"
 #include "arcflow/evaluation/image_metrics.h"
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/png.h"
@@ -55,13 +56,13 @@ Classifier tiny_classifier() {
   return m;
 }
 
-DiTStudent make_student(DiT& teacher, int64_t K) {
+LoRAStudent make_student(DiT& teacher, int64_t K) {
   torch::manual_seed(2);
-  DiTStudentConfig s;
+  StudentConfig s;
   s.K = K;
   s.head_bias_noise = 0.0;
   s.lora.dropout = 0.0;
-  DiTStudent st(teacher, s);
+  LoRAStudent st(teacher.ptr(), s);
   st->eval();
   return st;
 }
@@ -99,7 +100,7 @@ TEST(BenchmarkTable, RowsReferenceSharedNoiseAndMetrics) {
   opt.seed = 7;
   opt.preview = 20;
   std::vector<std::pair<std::string, int64_t>> calls;
-  const BenchmarkTable t = run_benchmark(fx.teacher, students, fx.clf, fx.reference, opt,
+  const BenchmarkTable t = run_benchmark(fx.teacher.ptr(), students, fx.clf, fx.reference, opt,
                                          [&](const std::string& m, int64_t done, int64_t total) {
                                            if (done == 0 || done == total) calls.emplace_back(m, done);
                                          });
@@ -164,7 +165,7 @@ TEST(BenchmarkTable, RowsReferenceSharedNoiseAndMetrics) {
 
 TEST(BenchmarkTable, TableTextAndStudentAtAnotherNfe) {
   Fixture fx;
-  DiTStudent s = make_student(fx.teacher, 2);
+  LoRAStudent s = make_student(fx.teacher, 2);
   StudentSampling two, four;
   four.nfe = 4;
   std::vector<BenchmarkStudent> students = {{"arcflow-2", s, two}, {"arcflow-4", s, four}};
@@ -173,7 +174,7 @@ TEST(BenchmarkTable, TableTextAndStudentAtAnotherNfe) {
   opt.reference_steps = 4;
   opt.teacher_steps = {1, 2};
   opt.preview = 2;
-  const BenchmarkTable t = run_benchmark(fx.teacher, students, fx.clf, fx.reference, opt);
+  const BenchmarkTable t = run_benchmark(fx.teacher.ptr(), students, fx.clf, fx.reference, opt);
   std::vector<std::string> names;
   for (const auto& r : t.rows) names.push_back(r.method);
   EXPECT_EQ(names, (std::vector<std::string>{"teacher-euler-4-cfg", "teacher-euler-1", "teacher-dpmpp-1",
@@ -215,23 +216,23 @@ TEST(BenchmarkTable, ValidatesInputsNamingTheProblem) {
 
   BenchmarkOptions bad = opt;
   bad.n = 1;
-  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher, none, fx.clf, fx.reference, bad); }).find("n must be >= 2"),
+  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), none, fx.clf, fx.reference, bad); }).find("n must be >= 2"),
             std::string::npos);
   bad = opt;
   bad.teacher_steps = {0};
-  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher, none, fx.clf, fx.reference, bad); }).find("teacher_steps"),
+  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), none, fx.clf, fx.reference, bad); }).find("teacher_steps"),
             std::string::npos);
 
   std::vector<BenchmarkStudent> dup = {{"a", make_student(fx.teacher, 1), two}, {"a", make_student(fx.teacher, 1), two}};
-  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher, dup, fx.clf, fx.reference, opt); }).find("'a' is used twice"),
+  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), dup, fx.clf, fx.reference, opt); }).find("'a' is used twice"),
             std::string::npos);
   std::vector<BenchmarkStudent> clash = {{"teacher-euler-2", make_student(fx.teacher, 1), two}};
-  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher, clash, fx.clf, fx.reference, opt); }).find("used twice"),
+  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), clash, fx.clf, fx.reference, opt); }).find("used twice"),
             std::string::npos);
   StudentSampling zero;
   zero.nfe = 0;
   std::vector<BenchmarkStudent> badnfe = {{"s", make_student(fx.teacher, 1), zero}};
-  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher, badnfe, fx.clf, fx.reference, opt); }).find("student 's'"),
+  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), badnfe, fx.clf, fx.reference, opt); }).find("student 's'"),
             std::string::npos);
 
   ClassifierConfig c3;
@@ -239,6 +240,6 @@ TEST(BenchmarkTable, ValidatesInputsNamingTheProblem) {
   c3.feature_dim = 8;
   c3.num_classes = 3;
   Classifier three(c3);
-  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher, none, three, fx.reference, opt); }).find("3 classes"),
+  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), none, three, fx.reference, opt); }).find("3 classes"),
             std::string::npos);
 }

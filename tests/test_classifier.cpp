@@ -192,10 +192,17 @@ TEST(Classifier, SeededTrainingReproducesAndLearns) {
     const int64_t c = labels[i].item<int64_t>();
     images[i].narrow(1, 4 + 8 * c, 8).narrow(2, 10, 8).fill_(1.0);
   }
-  images = images + 0.1 * torch::randn({n, 1, 28, 28});
+  // The noise comes from its own seeded generator. It used to come from torch's global one, which
+  // LibTorch seeds from /dev/urandom at start-up, so every process trained on other data, and with
+  // 3 epochs 11 of 100 data seeds left one class never predicted (accuracy 2/3): the "1 run in 8"
+  // flake of issue 17, independent of load and thread count. 6 epochs learn all 100 of those data
+  // seeds (>= 0.9; measured with this test's model and settings), so the bound below is not a
+  // property of the one seed used here.
+  at::Generator noise_gen = at::detail::createCPUGenerator(5);
+  images = images + 0.1 * torch::randn({n, 1, 28, 28}, noise_gen);
   const io::FashionMnist data{images, labels};
   ClassifierTrainConfig cfg;
-  cfg.epochs = 3;
+  cfg.epochs = 6;
   cfg.batch_size = 16;
   cfg.lr = 1e-2;
   cfg.warmup_steps = 0;
@@ -209,7 +216,7 @@ TEST(Classifier, SeededTrainingReproducesAndLearns) {
   };
   const auto [r1, w1] = run();
   const auto [r2, w2] = run();
-  EXPECT_EQ(r1.steps, 3 * (n / 16));
+  EXPECT_EQ(r1.steps, 6 * (n / 16));
   EXPECT_DOUBLE_EQ(r1.test_accuracy, r2.test_accuracy);
   for (const auto& [k, t] : w1) EXPECT_TRUE(torch::equal(t, w2.at(k))) << k;
   EXPECT_GE(r1.test_accuracy, 0.9);

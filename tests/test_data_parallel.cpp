@@ -13,6 +13,7 @@
 
 #include "arcflow/distributed/process_group.h"
 #include "arcflow/models/weights.h"
+#include "arcflow/core/momentum.h"
 #include "arcflow/training/distill.h"
 #include "arcflow/training/teacher.h"
 
@@ -46,22 +47,22 @@ struct AffineStudent {
     w_lw = (0.3 * torch::randn({D, K}, gen)).requires_grad_(true);
     w_lg = (0.3 * torch::randn({D, K - 1}, gen)).requires_grad_(true);
   }
-  Policy operator()(const torch::Tensor& x, const torch::Tensor& sigma) const {
+  PolicyPtr operator()(const torch::Tensor& x, const torch::Tensor& sigma) const {
     const int64_t B = x.size(0);
-    return make_policy((x.matmul(w_mu) + b_mu).reshape({B, K, D}), x.matmul(w_lw).reshape({B, K, 1}),
-                       x.matmul(w_lg).reshape({B, K - 1, 1}), sigma);
+    return std::make_shared<MomentumPolicy>(make_mixture((x.matmul(w_mu) + b_mu).reshape({B, K, D}), x.matmul(w_lw).reshape({B, K, 1}),
+                       x.matmul(w_lg).reshape({B, K - 1, 1}), sigma));
   }
   std::vector<torch::Tensor> params() const { return {w_mu, b_mu, w_lw}; }
 };
 
 DistillProblem problem(const std::shared_ptr<AffineStudent>& s) {
   DistillProblem p;
-  p.student = [s](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) { return (*s)(x, sigma); };
+  p.student = [s](const torch::Tensor& x, const torch::Tensor& sigma, const Condition&) { return (*s)(x, sigma); };
   // A bending teacher field.
-  p.teacher = [](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) {
+  p.teacher = [](const torch::Tensor& x, const torch::Tensor& sigma, const Condition&) {
     return torch::sin(2 * x) - x * (1 + sigma.reshape({-1, 1}));
   };
-  p.sample_conditions = [](int64_t b, at::Generator& gen) { return torch::randint(10, {b}, gen); };
+  p.sample_conditions = [](int64_t b, at::Generator& gen) { return Condition::labels(torch::randint(10, {b}, gen)); };
   p.sample_shape = {AffineStudent::D};
   p.params = s->params();
   p.log_gamma_params = {s->w_lg};

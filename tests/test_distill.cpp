@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "arcflow/core/momentum.h"
+#include "arcflow/core/schedule.h"
 #include "arcflow/training/distill.h"
 
 using namespace arcflow;
@@ -18,10 +20,13 @@ struct FreePolicy {
     logweights = torch::zeros({1, K, 1}, torch::requires_grad());
     if (K > 1) log_gammas = torch::zeros({1, K - 1, 1}, torch::requires_grad());
   }
-  Policy operator()(const torch::Tensor& x, const torch::Tensor& sigma) const {
+  MomentumMixture mixture(const torch::Tensor& x, const torch::Tensor& sigma) const {
     const int64_t B = x.size(0);
-    return make_policy(means.expand({B, -1, -1}), logweights.expand({B, -1, -1}),
+    return make_mixture(means.expand({B, -1, -1}), logweights.expand({B, -1, -1}),
                        log_gammas.defined() ? log_gammas.expand({B, -1, -1}) : torch::Tensor(), sigma);
+  }
+  PolicyPtr operator()(const torch::Tensor& x, const torch::Tensor& sigma) const {
+    return std::make_shared<MomentumPolicy>(mixture(x, sigma));
   }
 };
 
@@ -44,8 +49,8 @@ TEST(Distiller, LearnsAConstantTeacherField) {
   const torch::Tensor c = torch::tensor({0.7f, -1.3f, 0.2f});
   auto student = std::make_shared<FreePolicy>(1, 3);
   DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) { return (*student)(x, s); };
-  prob.teacher = [c](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) { return c.expand({x.size(0), 3}); };
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
+  prob.teacher = [c](const torch::Tensor& x, const torch::Tensor&, const Condition&) { return c.expand({x.size(0), 3}); };
   prob.sample_shape = {3};
   prob.params = {student->means, student->logweights};
   Distiller d(prob, small_config());
@@ -74,8 +79,8 @@ TEST(Distiller, LearnsAnExponentialTeacherField) {
     torch::NoGradGuard ng;
     student->means.fill_(0.5);
   }
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) { return (*student)(x, s); };
-  prob.teacher = [g](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) {
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
+  prob.teacher = [g](const torch::Tensor& x, const torch::Tensor& sigma, const Condition&) {
     return torch::exp(g * (1 - sigma)).reshape({-1, 1}).expand({x.size(0), 2}) * 0.8;
   };
   prob.sample_shape = {2};
@@ -89,7 +94,7 @@ TEST(Distiller, LearnsAnExponentialTeacherField) {
   for (int i = 0; i < 600; ++i) d.step();
   // The mixture's velocity matches the teacher's along the step.
   d.load_ema_into_params();
-  const Policy p = (*student)(torch::zeros({1, 2}), torch::ones({1}));
+  const MomentumMixture p = student->mixture(torch::zeros({1, 2}), torch::ones({1}));
   for (double s : {1.0, 0.7, 0.4, 0.1}) {
     const double want = 0.8 * std::exp(g * (1 - s));
     EXPECT_NEAR(velocity(p, torch::full({1}, s))[0][0].item<double>(), want, 0.05 * want) << "sigma " << s;
@@ -102,8 +107,8 @@ TEST(Distiller, NonFiniteTeacherSkipsTheUpdateThenGivesUp) {
   auto student = std::make_shared<FreePolicy>(2, 3);
   auto poisoned = std::make_shared<bool>(true);
   DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) { return (*student)(x, s); };
-  prob.teacher = [poisoned](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) {
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
+  prob.teacher = [poisoned](const torch::Tensor& x, const torch::Tensor&, const Condition&) {
     return torch::full({x.size(0), 3}, *poisoned ? std::nan("") : 0.5);
   };
   prob.sample_shape = {3};
@@ -128,4 +133,118 @@ TEST(Distiller, NonFiniteTeacherSkipsTheUpdateThenGivesUp) {
     EXPECT_NE(std::string(e.what()).find("4 non-finite"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(torch::isfinite(student->means).all().item<bool>());
+}
+
+namespace {
+
+// Records every teacher call of a walk: (x_a, sigma_a) and the velocity returned.
+struct Recorder {
+  std::vector<torch::Tensor> x, sigma, u;
+};
+
+// The teacher field u(x, sigma) = 0.5 x + sigma (known, x-dependent), recorded.
+DistillProblem recorded_problem(const std::shared_ptr<FreePolicy>& student, const std::shared_ptr<Recorder>& rec) {
+  DistillProblem prob;
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
+  prob.teacher = [rec](const torch::Tensor& x, const torch::Tensor& sigma, const Condition&) {
+    const torch::Tensor u = 0.5 * x + sigma.reshape({-1, 1});
+    rec->x.push_back(x.clone());
+    rec->sigma.push_back(sigma.clone());
+    rec->u.push_back(u.clone());
+    return u;
+  };
+  prob.sample_shape = {3};
+  prob.params = {student->means, student->logweights};
+  return prob;
+}
+
+}  // namespace
+
+// With teacher_ratio = 1 the walk is the teacher's own Euler trajectory: M teacher calls per step,
+// each state the previous one moved by one Euler step of the teacher, over L - W in all; the
+// student's policy then covers the window W to the step's end. The loss of a step is
+// 0.5 * scale * L * (mean over the M states of the squared error of the student's prediction).
+TEST(Distiller, WalkWithTeacherRatioOneVisitsTheTeachersEulerStates) {
+  auto student = std::make_shared<FreePolicy>(1, 3);
+  {
+    torch::NoGradGuard ng;
+    student->means.copy_(torch::tensor({0.3, -0.2, 0.1}).reshape({1, 1, 3}));  // constant velocity c
+  }
+  auto rec = std::make_shared<Recorder>();
+  DistillConfig cfg = small_config();
+  cfg.num_decay_iters = 1000000;  // teacher_ratio 1 on the first iteration
+  cfg.num_intermediate_states = 3;
+  cfg.total_substeps = 16;
+  cfg.window_substeps = 2;
+  cfg.shift = 2.0;
+  cfg.component_dropout = 0.0;
+  const torch::Tensor c = student->means.detach().reshape({1, 3}).clone();  // before the update
+  Distiller d(recorded_problem(student, rec), cfg);
+  const DistillStats st = d.step();
+  const int64_t M = cfg.num_intermediate_states;
+  ASSERT_EQ(rec->x.size(), static_cast<size_t>(cfg.nfe * M));  // M teacher states per student step
+  const auto segs = segments(cfg.nfe, cfg.shift, cfg.timestep_ratio);
+  const double W = static_cast<double>(cfg.window_substeps) / cfg.total_substeps;
+  for (int i = 0; i < cfg.nfe; ++i) {
+    const Segment& seg = segs[i];
+    const size_t first = static_cast<size_t>(i * M);
+    // The first state of the step is its source.
+    EXPECT_TRUE(torch::allclose(rec->sigma[first], torch::full({cfg.batch_size}, seg.sigma_src), 0, 1e-6));
+    // Each next state is one Euler step of the teacher from the previous one.
+    for (int64_t j = 1; j < M; ++j) {
+      const size_t k = first + static_cast<size_t>(j);
+      const torch::Tensor ds = (rec->sigma[k - 1] - rec->sigma[k]).reshape({-1, 1});
+      EXPECT_TRUE((ds > 0).all().item<bool>());
+      EXPECT_TRUE(torch::allclose(rec->x[k], rec->x[k - 1] - ds * rec->u[k - 1], 1e-5, 1e-6)) << "state " << k;
+    }
+    // The last Euler step ends at tau_src - (L - W); the student covers the window to the end.
+    const double sigma_end_walk = warp(seg.tau_src - (seg.length() - W), cfg.shift);
+    const size_t last = first + static_cast<size_t>(M - 1);
+    const torch::Tensor x_walk =
+        rec->x[last] - (rec->sigma[last] - sigma_end_walk).reshape({-1, 1}) * rec->u[last];
+    const torch::Tensor x_end = x_walk - (sigma_end_walk - seg.sigma_dst) * c;
+    if (i + 1 < cfg.nfe) {
+      EXPECT_TRUE(torch::allclose(rec->x[first + static_cast<size_t>(M)], x_end, 1e-5, 1e-6))
+          << "the next step does not start where the walk and the window end";
+    }
+    // The loss on this known field.
+    double mse = 0;
+    for (int64_t j = 0; j < M; ++j) mse += (c - rec->u[first + static_cast<size_t>(j)]).pow(2).mean().item<double>();
+    mse /= static_cast<double>(M);
+    EXPECT_NEAR(st.step_losses[static_cast<size_t>(i)], 0.5 * cfg.loss_scale * seg.length() * mse, 1e-4)
+        << "step " << i;
+  }
+}
+
+// With teacher_ratio = 0 the teacher never moves the walk: every state is the student's policy
+// followed from the step's source, and the states advance by the student's intervals.
+TEST(Distiller, WalkWithTeacherRatioZeroFollowsTheStudent) {
+  auto student = std::make_shared<FreePolicy>(1, 3);
+  {
+    torch::NoGradGuard ng;
+    student->means.copy_(torch::tensor({0.3, -0.2, 0.1}).reshape({1, 1, 3}));
+  }
+  auto rec = std::make_shared<Recorder>();
+  DistillConfig cfg = small_config();
+  cfg.num_decay_iters = 0;  // teacher_ratio 0 from the start
+  cfg.num_intermediate_states = 4;
+  cfg.component_dropout = 0.0;
+  const torch::Tensor c = student->means.detach().reshape({1, 3}).clone();  // before the update
+  Distiller d(recorded_problem(student, rec), cfg);
+  d.step();
+  const auto segs = segments(cfg.nfe, cfg.shift, cfg.timestep_ratio);
+  const int64_t M = cfg.num_intermediate_states;
+  ASSERT_EQ(rec->x.size(), static_cast<size_t>(cfg.nfe * M));
+  // Step 1 starts at the noise x(1); every state is x(1) - (1 - sigma_a) c along the student's line.
+  const torch::Tensor x1 = rec->x[0] + (segs[0].sigma_src - rec->sigma[0]).reshape({-1, 1}) * c;
+  for (int64_t j = 0; j < M; ++j) {
+    const torch::Tensor want = x1 - (segs[0].sigma_src - rec->sigma[j]).reshape({-1, 1}) * c;
+    EXPECT_TRUE(torch::allclose(rec->x[j], want, 1e-5, 1e-6)) << "state " << j;
+    if (j > 0) {
+      EXPECT_TRUE((rec->sigma[j] < rec->sigma[j - 1]).all().item<bool>());
+    }
+  }
+  // The walk stays at least the window W above the step's end.
+  const double W = static_cast<double>(cfg.window_substeps) / cfg.total_substeps;
+  EXPECT_TRUE((rec->sigma[M - 1] >= warp(segs[0].tau_dst + W, cfg.shift) - 1e-6).all().item<bool>());
 }

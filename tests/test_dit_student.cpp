@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "arcflow/core/schedule.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/core/momentum.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/models/student.h"
 #include "arcflow/models/weights.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/sampling/student_sampling.h"
-#include "arcflow/training/image_distill.h"
+#include "arcflow/training/distill.h"
 #include "temp_dir.h"
 #include "tiny_models.h"
 
@@ -26,12 +28,22 @@ DiT random_teacher(const DiTConfig& c, uint64_t seed = 0) {
   return t;
 }
 
-DiTStudentConfig student_cfg(int64_t K, double noise = 0.05) {
-  DiTStudentConfig s;
+StudentConfig student_cfg(int64_t K, double noise = 0.05) {
+  StudentConfig s;
   s.K = K;
   s.head_bias_noise = noise;
   s.lora.dropout = 0.0;
   return s;
+}
+
+// A head layer of the student, by its checkpoint name.
+torch::nn::LinearImpl& head(const LoRAStudent& s, const std::string& name) {
+  return *s->named_children()[name]->as<torch::nn::LinearImpl>();
+}
+
+// The momentum mixture a student emits for (x, sigma, labels y).
+MomentumMixture mixture_of(LoRAStudent& s, const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& y) {
+  return dynamic_cast<const MomentumPolicy&>(*s->policy(x, sigma, Condition::labels(y))).mixture();
 }
 
 }  // namespace
@@ -39,20 +51,20 @@ DiTStudentConfig student_cfg(int64_t K, double noise = 0.05) {
 TEST(DiTStudent, StartsAsTheTeacherUpToTheBiasNoise) {
   DiT teacher = random_teacher(tiny());
   teacher->eval();
-  DiTStudent s(teacher, student_cfg(4));
+  LoRAStudent s(teacher.ptr(), student_cfg(4));
   s->eval();
   const torch::Tensor x = torch::randn({3, 2, 8, 8});
   const torch::Tensor sigma = torch::tensor({0.9f, 0.5f, 0.1f});
   const torch::Tensor y = torch::tensor({0, 2, 3}, torch::kLong);
   torch::NoGradGuard g;
-  const Policy p = s->forward(x, sigma, y);
+  const MomentumMixture p = mixture_of(s, x, sigma, y);
   ASSERT_EQ(p.means.sizes(), torch::IntArrayRef({3, 4, 2, 8, 8}));
   ASSERT_EQ(p.logweights.sizes(), torch::IntArrayRef({3, 4, 1, 8, 8}));
   const torch::Tensor u_student = velocity(p, sigma);
   const torch::Tensor u_teacher = teacher->forward(x, sigma, y);
   // Uniform weights: the student's velocity is the teacher's plus the mean over components of the
   // bias noise, which we read back from the head (bias_k - teacher bias), unpatchified by hand.
-  const torch::Tensor noise = (s->proj_out_means->bias.view({4, -1}) - teacher->proj_out->bias).mean(0);  // (p*p*C)
+  const torch::Tensor noise = (head(s, "proj_out_means").bias.view({4, -1}) - teacher->proj_out->bias).mean(0);  // (p*p*C)
   torch::Tensor want = u_teacher.clone();
   for (int64_t c = 0; c < 2; ++c)
     for (int64_t yy = 0; yy < 8; ++yy)
@@ -66,21 +78,21 @@ TEST(DiTStudent, StartsAsTheTeacherUpToTheBiasNoise) {
 
 TEST(DiTStudent, HeadLayoutIsComponentThenPixelThenChannel) {
   DiT teacher = random_teacher(tiny());
-  DiTStudent s(teacher, student_cfg(3, 0.0));
+  LoRAStudent s(teacher.ptr(), student_cfg(3, 0.0));
   torch::NoGradGuard g;
   // Zero weights, biases encoding their own index: means bias (k, py, px, c) = 1000 k + 100 py + 10 px + c.
-  s->proj_out_means->weight.zero_();
-  s->proj_out_logweights->weight.zero_();
-  s->proj_out_log_gammas->weight.zero_();
+  head(s, "proj_out_means").weight.zero_();
+  head(s, "proj_out_logweights").weight.zero_();
+  head(s, "proj_out_log_gammas").weight.zero_();
   for (int64_t k = 0; k < 3; ++k)
     for (int64_t py = 0; py < 4; ++py)
       for (int64_t px = 0; px < 4; ++px) {
         for (int64_t c = 0; c < 2; ++c)
-          s->proj_out_means->bias[((k * 4 + py) * 4 + px) * 2 + c] = 1000.0 * k + 100.0 * py + 10.0 * px + c;
-        s->proj_out_logweights->bias[(k * 4 + py) * 4 + px] = 0.01 * (k + 1) + 0.001 * py;
-        if (k < 2) s->proj_out_log_gammas->bias[(k * 4 + py) * 4 + px] = 0.1 * (k + 1) + 0.01 * px;
+          head(s, "proj_out_means").bias[((k * 4 + py) * 4 + px) * 2 + c] = 1000.0 * k + 100.0 * py + 10.0 * px + c;
+        head(s, "proj_out_logweights").bias[(k * 4 + py) * 4 + px] = 0.01 * (k + 1) + 0.001 * py;
+        if (k < 2) head(s, "proj_out_log_gammas").bias[(k * 4 + py) * 4 + px] = 0.1 * (k + 1) + 0.01 * px;
       }
-  const Policy p = s->forward(torch::randn({1, 2, 8, 8}), torch::tensor({0.5f}), torch::tensor({1}, torch::kLong));
+  const MomentumMixture p = mixture_of(s, torch::randn({1, 2, 8, 8}), torch::tensor({0.5f}), torch::tensor({1}, torch::kLong));
   for (int64_t k = 0; k < 3; ++k)
     for (int64_t yy : {0, 3, 5, 7})
       for (int64_t xx : {0, 2, 6}) {
@@ -97,7 +109,7 @@ TEST(DiTStudent, HeadLayoutIsComponentThenPixelThenChannel) {
 TEST(DiTStudent, TrainableFractionUnderFivePercentWithDefaults) {
   torch::manual_seed(0);
   DiT teacher{DiTConfig{}};  // the shipped preset: width 256, depth 6, patch 4
-  DiTStudent s(teacher, DiTStudentConfig{});
+  LoRAStudent s(teacher.ptr(), StudentConfig{});
   const double frac = static_cast<double>(s->trainable_count()) / static_cast<double>(s->total_count());
   EXPECT_LT(frac, 0.05) << s->trainable_count() << " of " << s->total_count();
   EXPECT_GT(frac, 0.01);
@@ -110,35 +122,35 @@ TEST(DiTStudent, TrainableFractionUnderFivePercentWithDefaults) {
 
 TEST(DiTStudent, FusedAndUnfusedLoRAGiveTheSameOutput) {
   DiT teacher = random_teacher(tiny());
-  DiTStudent s(teacher, student_cfg(4));
+  LoRAStudent s(teacher.ptr(), student_cfg(4));
   s->eval();
   torch::NoGradGuard g;
-  for (auto& p : lora_parameters(*s->base)) p.normal_(0.0, 0.3);  // B is zero at start: make LoRA matter
+  for (auto& p : lora_parameters(s->base->module())) p.normal_(0.0, 0.3);  // B is zero at start: make LoRA matter
   const torch::Tensor x = torch::randn({2, 2, 8, 8});
   const torch::Tensor sigma = torch::tensor({0.7f, 0.2f});
   const torch::Tensor y = torch::tensor({1, 0}, torch::kLong);
-  const Policy a = s->forward(x, sigma, y);
-  fuse_lora(*s->base);
-  const Policy b = s->forward(x, sigma, y);
-  unfuse_lora(*s->base);
-  const Policy c = s->forward(x, sigma, y);
+  const MomentumMixture a = mixture_of(s, x, sigma, y);
+  s->fuse_lora();
+  const MomentumMixture b = mixture_of(s, x, sigma, y);
+  unfuse_lora(s->base->module());
+  const MomentumMixture c = mixture_of(s, x, sigma, y);
   EXPECT_TRUE(torch::allclose(a.means, b.means, 1e-5, 1e-5)) << (a.means - b.means).abs().max();
   EXPECT_TRUE(torch::allclose(a.log_gammas, b.log_gammas, 1e-5, 1e-5));
   EXPECT_TRUE(torch::allclose(a.means, c.means, 1e-5, 1e-5));
   // LoRA does change the output (the check above is not vacuous).
-  DiTStudent fresh(teacher, student_cfg(4));
+  LoRAStudent fresh(teacher.ptr(), student_cfg(4));
   fresh->eval();
-  EXPECT_GT((fresh->forward(x, sigma, y).means - a.means).abs().max().item<float>(), 1e-3);
+  EXPECT_GT((mixture_of(fresh, x, sigma, y).means - a.means).abs().max().item<float>(), 1e-3);
 }
 
 TEST(DiTStudent, AdapterRoundTripGivesIdenticalSamples) {
   arcflow::test::TempDir dir;
   DiT teacher = random_teacher(tiny());
-  DiTStudent s(teacher, student_cfg(4));
+  LoRAStudent s(teacher.ptr(), student_cfg(4));
   {
     torch::NoGradGuard g;
-    for (auto& p : lora_parameters(*s->base)) p.normal_(0.0, 0.3);
-    s->proj_out_log_gammas->weight.normal_(0.0, 0.1);
+    for (auto& p : lora_parameters(s->base->module())) p.normal_(0.0, 0.3);
+    head(s, "proj_out_log_gammas").weight.normal_(0.0, 0.1);
   }
   save_adapter(s, dir.file("a.safetensors"));
   const io::SafetensorsFile f = io::load_safetensors(dir.file("a.safetensors"));
@@ -149,20 +161,20 @@ TEST(DiTStudent, AdapterRoundTripGivesIdenticalSamples) {
   EXPECT_EQ(f.tensors.count("blocks.0.attn.qkv.weight"), 0u);  // no teacher weights
   EXPECT_EQ(f.metadata.at("lora_rank"), "8");
 
-  DiTStudent r = load_adapter(teacher, dir.file("a.safetensors"));
+  LoRAStudent r = load_adapter(teacher.ptr(), dir.file("a.safetensors"));
   const torch::Tensor noise = make_noise(4, {2, 8, 8}, 7, torch::kCPU);
   const torch::Tensor labels = torch::tensor({0, 1, 2, 0}, torch::kLong);
   StudentSampling opt;
   opt.nfe = 2;
-  const torch::Tensor a = sample_student(s, noise, labels, opt);
-  const torch::Tensor b = sample_student(r, noise, labels, opt);
+  const torch::Tensor a = sample_student(*s, noise, Condition::labels(labels), opt);
+  const torch::Tensor b = sample_student(*r, noise, Condition::labels(labels), opt);
   EXPECT_TRUE(torch::equal(a, b));
   // A teacher of another shape, or a damaged adapter, is refused with the file named.
   DiTConfig other = tiny();
   other.width = 32;
   other.heads = 4;
   try {
-    load_adapter(DiT(other), dir.file("a.safetensors"));
+    load_adapter(DiT(other).ptr(), dir.file("a.safetensors"));
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("a.safetensors"), std::string::npos) << e.what();
@@ -170,14 +182,14 @@ TEST(DiTStudent, AdapterRoundTripGivesIdenticalSamples) {
   io::TensorMap t = f.tensors;
   t.erase("proj_out_logweights.bias");
   io::save_safetensors(dir.file("b.safetensors"), t, f.metadata);
-  EXPECT_THROW(load_adapter(teacher, dir.file("b.safetensors")), std::runtime_error);
+  EXPECT_THROW(load_adapter(teacher.ptr(), dir.file("b.safetensors")), std::runtime_error);
 }
 
 TEST(StudentSampling, LinearStudentAtInitIsTheTeachersEulerSteps) {
   // K = 1, g = 0 and no bias noise: the student is exactly the (unguided, conditional) teacher,
   // so its N closed-form steps are N Euler steps of the teacher (cfg 1).
   DiT teacher = random_teacher(tiny(), 3);
-  DiTStudent s(teacher, student_cfg(1, 0.0));
+  LoRAStudent s(teacher.ptr(), student_cfg(1, 0.0));
   const torch::Tensor noise = make_noise(3, {2, 8, 8}, 1, torch::kCPU);
   const torch::Tensor labels = torch::tensor({2, 0, 1}, torch::kLong);
   for (int nfe : {1, 2, 3}) {
@@ -189,8 +201,8 @@ TEST(StudentSampling, LinearStudentAtInitIsTheTeachersEulerSteps) {
     ts.steps = nfe;
     ts.shift = 2.0;
     ts.cfg_scale = 1.0;
-    const torch::Tensor a = sample_student(s, noise, labels, so);
-    const torch::Tensor b = sample_teacher(teacher, noise, labels, ts);
+    const torch::Tensor a = sample_student(*s, noise, Condition::labels(labels), so);
+    const torch::Tensor b = sample_teacher(teacher.ptr(), noise, Condition::labels(labels), ts);
     EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-5)) << "nfe " << nfe << ": " << (a - b).abs().max();
   }
 }
@@ -198,7 +210,7 @@ TEST(StudentSampling, LinearStudentAtInitIsTheTeachersEulerSteps) {
 TEST(ImageDistill, TinyDiTDistillsEndToEndAndLowersItsLoss) {
   DiT teacher = random_teacher(tiny(), 4);
   torch::manual_seed(0);
-  DiTStudent s(teacher, student_cfg(4));
+  LoRAStudent s(teacher.ptr(), student_cfg(4));
   DistillConfig d;
   d.batch_size = 8;
   d.num_decay_iters = 0;  // teacher_ratio 0 from the start: the objective does not drift
@@ -206,7 +218,7 @@ TEST(ImageDistill, TinyDiTDistillsEndToEndAndLowersItsLoss) {
   d.lr = 3e-3;
   d.ema_start = 5;
   d.seed = 1;
-  Distiller dist(make_dit_distill_problem(s, teacher, 2.0, torch::kCPU), d);
+  Distiller dist(make_distill_problem(s, teacher.ptr(), 2.0, d, torch::kCPU), d);
   double first = 0, last = 0;
   for (int i = 0; i < 40; ++i) {
     const DistillStats st = dist.step();
@@ -223,28 +235,111 @@ TEST(ImageDistill, ResumeGivesTheSameLosses) {
   DiT teacher = random_teacher(tiny(), 5);
   auto make = [&](uint64_t seed) {
     torch::manual_seed(seed);
-    DiTStudentConfig c = student_cfg(3);
+    StudentConfig c = student_cfg(3);
     c.lora.dropout = 0.1;  // uses torch's global generator: the checkpoint must carry it
-    return DiTStudent(teacher, c);
+    return LoRAStudent(teacher.ptr(), c);
   };
   DistillConfig d;
   d.batch_size = 4;
   d.num_decay_iters = 4;
   d.warmup_iters = 2;
   d.ema_start = 2;
-  DiTStudent sa = make(0);
-  Distiller a(make_dit_distill_problem(sa, teacher, 3.0, torch::kCPU), d);
+  LoRAStudent sa = make(0);
+  Distiller a(make_distill_problem(sa, teacher.ptr(), 3.0, d, torch::kCPU), d);
   std::vector<double> losses;
   for (int i = 0; i < 3; ++i) a.step();
   save_checkpoint(dir.file("c.safetensors"), a.checkpoint());
   for (int i = 0; i < 3; ++i) losses.push_back(a.step().loss);
 
-  DiTStudent sb = make(9);  // another head noise: everything must come from the checkpoint
-  Distiller b(make_dit_distill_problem(sb, teacher, 3.0, torch::kCPU), d);
+  LoRAStudent sb = make(9);  // another head noise: everything must come from the checkpoint
+  Distiller b(make_distill_problem(sb, teacher.ptr(), 3.0, d, torch::kCPU), d);
   b.restore(load_checkpoint(dir.file("c.safetensors")), "c.safetensors");
   EXPECT_EQ(b.iteration(), 3);
   for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(b.step().loss, losses[i]) << "iteration " << i + 4;
   for (size_t i = 0; i < a.ema().size(); ++i) EXPECT_TRUE(torch::equal(a.ema()[i], b.ema()[i])) << i;
+}
+
+TEST(StudentSampling, RestoresTheTrainingFlagWhenAnErrorIsThrown) {
+  DiT teacher = random_teacher(tiny(), 6);
+  LoRAStudent s(teacher.ptr(), student_cfg(2));
+  const torch::Tensor bad_noise = torch::randn({2, 3, 8, 8});  // 3 channels: the DiT takes 2
+  const torch::Tensor labels = torch::tensor({0, 1}, torch::kLong);
+  for (bool training : {true, false}) {
+    s->train(training);
+    EXPECT_THROW(sample_student(*s, bad_noise, Condition::labels(labels), StudentSampling{}), std::invalid_argument);
+    EXPECT_EQ(s->is_training(), training);
+  }
+}
+
+// pi-Flow's GMFlow head on the DiT: at initialisation (no bias noise) the policy's velocity at its
+// own source is the teacher's; the adapter carries the logstd MLP under pi-Flow's names.
+TEST(DiTStudent, GMFlowHeadStartsAsTheTeacherAndRoundTrips) {
+  arcflow::test::TempDir dir;
+  DiT teacher = random_teacher(tiny(), 7);
+  teacher->eval();
+  StudentConfig c = student_cfg(4, 0.0);
+  c.policy = "gmflow";
+  LoRAStudent s(teacher.ptr(), c);
+  s->eval();
+  const torch::Tensor x = torch::randn({3, 2, 8, 8});
+  const torch::Tensor sigma = torch::tensor({0.9f, 0.5f, 0.2f});
+  const torch::Tensor y = torch::tensor({0, 2, 3}, torch::kLong);
+  torch::NoGradGuard g;
+  const PolicyPtr p = s->policy(x, sigma, Condition::labels(y));
+  EXPECT_EQ(p->name(), "gmflow");
+  EXPECT_LT((p->velocity(x, sigma) - teacher->forward(x, sigma, y)).abs().max().item<float>(), 1e-5);
+  for (auto& t : s->parameters())
+    if (t.requires_grad()) t.normal_(0.0, 0.05);  // every trainable tensor nonzero
+  save_adapter(s, dir.file("g.safetensors"));
+  const io::SafetensorsFile f = io::load_safetensors(dir.file("g.safetensors"));
+  for (const char* k : {"proj_out_logstds.1.weight", "proj_out_logstds.1.bias", "proj_out_logstds.3.weight",
+                        "proj_out_logstds.3.bias", "proj_out_means.weight", "proj_out_logweights.bias"})
+    EXPECT_EQ(f.tensors.count(k), 1u) << k;
+  EXPECT_EQ(f.tensors.count("proj_out_log_gammas.bias"), 0u);
+  LoRAStudent r = load_adapter(teacher.ptr(), dir.file("g.safetensors"));
+  EXPECT_EQ(r->config.policy, "gmflow");
+  const torch::Tensor noise = make_noise(3, {2, 8, 8}, 2, torch::kCPU);
+  StudentSampling so;
+  so.total_substeps = 16;
+  EXPECT_TRUE(torch::equal(sample_student(*s, noise, Condition::labels(y), so),
+                           sample_student(*r, noise, Condition::labels(y), so)));
+  // A policy name nobody knows is refused naming the file.
+  io::Metadata meta = f.metadata;
+  nlohmann::json cj = nlohmann::json::parse(meta.at("config"));
+  cj["policy"] = "mystery";
+  meta["config"] = cj.dump();
+  io::save_safetensors(dir.file("m.safetensors"), f.tensors, meta);
+  try {
+    load_adapter(teacher.ptr(), dir.file("m.safetensors"));
+    ADD_FAILURE() << "no error for an unknown policy";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("m.safetensors"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown policy 'mystery'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ImageDistill, TinyDiTGMFlowStudentLowersItsLoss) {
+  DiT teacher = random_teacher(tiny(), 8);
+  torch::manual_seed(0);
+  StudentConfig c = student_cfg(4);
+  c.policy = "gmflow";
+  LoRAStudent s(teacher.ptr(), c);
+  DistillConfig d;
+  d.batch_size = 8;
+  d.num_decay_iters = 0;
+  d.warmup_iters = 0;
+  d.lr = 3e-3;
+  d.total_substeps = 16;
+  d.seed = 1;
+  Distiller dist(make_distill_problem(s, teacher.ptr(), 2.0, d, torch::kCPU), d);
+  double first = 0, last = 0;
+  for (int i = 0; i < 40; ++i) {
+    const DistillStats st = dist.step();
+    ASSERT_FALSE(st.skipped);
+    if (i < 5) first += st.loss / 5;
+    if (i >= 35) last += st.loss / 5;
+  }
+  EXPECT_LT(last, 0.7 * first) << first << " -> " << last;
 }
 
 TEST(DiTStudent, DistilledSamplingComesFromTheAdapterMetadata) {

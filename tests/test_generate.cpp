@@ -53,6 +53,12 @@ torch::Tensor hand_euler(DiT& m, torch::Tensor x, const torch::Tensor& y, int st
   return x.to(torch::kFloat32);
 }
 
+// sample_teacher with class labels, as the CLI calls it.
+torch::Tensor sample_teacher(DiT& m, const torch::Tensor& noise, const torch::Tensor& y, const TeacherSampling& s,
+                             const SamplerCallback& cb = nullptr) {
+  return arcflow::sample_teacher(m.ptr(), noise, Condition::labels(y), s, cb);
+}
+
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
 }

@@ -8,7 +8,7 @@
 #include <functional>
 #include <vector>
 
-#include "arcflow/core/policy.h"
+#include "arcflow/core/momentum.h"
 
 using namespace arcflow;
 
@@ -35,13 +35,13 @@ double gauss_legendre(const std::function<double(double)>& f, double a, double b
 // A one-sample, one-element policy with the given components (plain doubles).
 struct Mix {
   std::vector<double> mu, logit, g;
-  Policy policy(double sigma_s) const {
+  MomentumMixture policy(double sigma_s) const {
     const int64_t K = static_cast<int64_t>(mu.size());
     torch::Tensor means = torch::tensor(mu, kF64).reshape({1, K, 1});
     torch::Tensor lw = torch::tensor(logit, kF64).reshape({1, K, 1});
     torch::Tensor lg;
     if (K > 1) lg = torch::tensor(std::vector<double>(g.begin() + 1, g.end()), kF64).reshape({1, K - 1, 1});
-    return make_policy(means, lw, lg, scalar(sigma_s));
+    return make_mixture(means, lw, lg, scalar(sigma_s));
   }
   // u(sigma) written out directly.
   double u(double sigma_s, double sigma) const {
@@ -68,7 +68,7 @@ TEST(Policy, ClosedFormMatchesQuadrature) {
     Mix mixed{{0.5, -1.1, 2.0}, {0.3, 1.0, -0.5}, {0.0, g, -0.5 * g + 0.1}};
     for (const Mix& m : {single, mixed}) {
       for (const auto& s : spans) {
-        const Policy p = m.policy(s[0]);
+        const MomentumMixture p = m.policy(s[0]);
         const double closed = displacement(p, scalar(s[1]), scalar(s[2])).item<double>();
         const double quad = gauss_legendre([&](double sg) { return m.u(s[0], sg); }, s[2], s[1], 2000);
         if (s[1] == s[2]) {
@@ -83,7 +83,7 @@ TEST(Policy, ClosedFormMatchesQuadrature) {
         EXPECT_NEAR(mv * (s[1] - s[2]), closed, 1e-12 * (1 + std::abs(closed)));
       }
       // Instantaneous velocity matches the formula, and a zero span's mean velocity equals it.
-      const Policy p = m.policy(0.9);
+      const MomentumMixture p = m.policy(0.9);
       EXPECT_NEAR(velocity(p, scalar(0.4)).item<double>(), m.u(0.9, 0.4), 1e-12 * (1 + std::abs(m.u(0.9, 0.4))));
       EXPECT_NEAR(mean_velocity(p, scalar(0.4), scalar(0.4)).item<double>(), m.u(0.9, 0.4),
                   1e-12 * (1 + std::abs(m.u(0.9, 0.4))));
@@ -93,7 +93,7 @@ TEST(Policy, ClosedFormMatchesQuadrature) {
 
 TEST(Policy, IntegrateSubtractsDisplacementAndComposes) {
   Mix m{{0.5, -1.1, 2.0}, {0.3, 1.0, -0.5}, {0.0, 3.0, -2.0}};
-  const Policy p = m.policy(1.0);
+  const MomentumMixture p = m.policy(1.0);
   const torch::Tensor x = torch::full({1, 1}, 0.25, kF64);
   // Integrating 1 -> 0.5 -> 0 equals integrating 1 -> 0 (exact integration composes).
   const torch::Tensor mid = integrate(p, x, scalar(1.0), scalar(0.5));
@@ -108,9 +108,9 @@ TEST(Policy, LinearK1IsOneEulerStep) {
   torch::Tensor x = torch::randn({4, 3, 5, 5}, kF64);
   torch::Tensor sa = torch::tensor({1.0, 0.8, 0.5, 0.3}, kF64), sb = torch::tensor({0.5, 0.2, 0.5, 0.0}, kF64);
   const torch::Tensor euler = x - (sa - sb).reshape({4, 1, 1, 1}) * v;
-  EXPECT_TRUE(torch::allclose(integrate(linear_policy(v, sa), x, sa, sb), euler, 0, 1e-15));
-  // The same through make_policy with K = 1 (a student's linear head): g is 0, weight 1.
-  const Policy p = make_policy(v.unsqueeze(1), torch::randn({4, 1, 1, 5, 5}, kF64), torch::Tensor(), sa);
+  EXPECT_TRUE(torch::allclose(integrate(linear_mixture(v, sa), x, sa, sb), euler, 0, 1e-15));
+  // The same through make_mixture with K = 1 (a student's linear head): g is 0, weight 1.
+  const MomentumMixture p = make_mixture(v.unsqueeze(1), torch::randn({4, 1, 1, 5, 5}, kF64), torch::Tensor(), sa);
   EXPECT_EQ(p.log_gammas.abs().max().item<double>(), 0.0);
   EXPECT_TRUE(torch::allclose(integrate(p, x, sa, sb), euler, 0, 1e-15));
 }
@@ -122,7 +122,7 @@ TEST(Policy, ImageShapesShareWeightsAcrossChannels) {
   torch::Tensor lg = torch::randn({B, K - 1, 1, H, W}, kF64) * 3;
   torch::Tensor ss = torch::tensor({1.0, 0.7}, kF64), sa = torch::tensor({0.9, 0.7}, kF64),
                 sb = torch::tensor({0.2, 0.1}, kF64);
-  const Policy p = make_policy(mu, lw, lg, ss);
+  const MomentumMixture p = make_mixture(mu, lw, lg, ss);
   const torch::Tensor d = displacement(p, sa, sb);
   ASSERT_EQ(d.sizes(), torch::IntArrayRef({B, C, H, W}));
   for (int64_t b = 0; b < B; ++b)
@@ -153,7 +153,7 @@ TEST(Policy, GradientsMatchFiniteDifferences) {
                       sb = torch::tensor({0.3, 0.35}, kF64);
   const torch::Tensor c = torch::randn({B, D}, kF64);
   auto f = [&](const torch::Tensor& m, const torch::Tensor& l, const torch::Tensor& g) {
-    const Policy p = make_policy(m, l, g, ss);
+    const MomentumMixture p = make_mixture(m, l, g, ss);
     return (c * displacement(p, sa, sb)).sum() + (c * velocity(p, sb)).sum() * 0.3;
   };
   std::vector<torch::Tensor> inputs{mu.clone().requires_grad_(true), lw.clone().requires_grad_(true),
@@ -189,7 +189,7 @@ TEST(Policy, FiniteForExtremeInputsInsideTheClamp) {
     torch::Tensor ss = torch::ones({8}, o);
     torch::Tensor sa = torch::tensor({1.0, 1.0, 0.5, 0.0, 1.0, 0.3, 1e-7, 0.9}, o);
     torch::Tensor sb = torch::tensor({0.0, 1.0, 0.5, 0.0, 0.999999, 0.0, 0.0, 0.1}, o);
-    const Policy p = make_policy(mu, lw, lg, ss);
+    const MomentumMixture p = make_mixture(mu, lw, lg, ss);
     EXPECT_LE(p.log_gammas.abs().max().item<double>(), kMaxLogGamma);
     torch::Tensor out = displacement(p, sa, sb) + velocity(p, sb) + mean_velocity(p, sa, sb);
     EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
@@ -217,10 +217,10 @@ TEST(Policy, InferencePathMatchesAutogradPathInFloat64) {
     torch::Tensor fast;
     {
       torch::NoGradGuard ng;
-      fast = integrate(make_policy(mu, lw, lg, ss), mu.select(1, 0), sa, sb);
+      fast = integrate(make_mixture(mu, lw, lg, ss), mu.select(1, 0), sa, sb);
     }
     const torch::Tensor mu64 = mu.to(torch::kFloat64).requires_grad_(true);
-    const Policy ref_p = make_policy(mu64, lw.to(torch::kFloat64), lg.to(torch::kFloat64), ss.to(torch::kFloat64));
+    const MomentumMixture ref_p = make_mixture(mu64, lw.to(torch::kFloat64), lg.to(torch::kFloat64), ss.to(torch::kFloat64));
     const torch::Tensor ref =
         integrate(ref_p, mu64.select(1, 0), sa.to(torch::kFloat64), sb.to(torch::kFloat64)).detach();
     ASSERT_TRUE(ref.requires_grad() == false && mu64.requires_grad());
@@ -240,13 +240,13 @@ TEST(Policy, InferencePathFiniteForExtremeInputsAndKeepsNaN) {
     torch::Tensor ss = torch::ones({8}, o);
     torch::Tensor sa = torch::tensor({1.0, 1.0, 0.5, 0.0, 1.0, 0.3, 1e-7, 0.9}, o);
     torch::Tensor sb = torch::tensor({0.0, 1.0, 0.5, 0.0, 0.999999, 0.0, 0.0, 0.1}, o);
-    const Policy p = make_policy(mu, lw, lg, ss);
+    const MomentumMixture p = make_mixture(mu, lw, lg, ss);
     EXPECT_TRUE(torch::isfinite(displacement(p, sa, sb)).all().item<bool>());
     EXPECT_TRUE(torch::isfinite(displacement(p, ss, sb)).all().item<bool>());
     // A NaN log-gamma is not hidden: its sample's result is NaN.
     torch::Tensor bad = lg.clone();
     bad[2][1][0] = std::nan("");
-    const torch::Tensor d = displacement(make_policy(mu, lw, bad, ss), ss, sb);
+    const torch::Tensor d = displacement(make_mixture(mu, lw, bad, ss), ss, sb);
     EXPECT_TRUE(torch::isnan(d[2]).all().item<bool>());
     EXPECT_TRUE(torch::isfinite(d[3]).all().item<bool>());
   }
@@ -263,38 +263,71 @@ TEST(Policy, PhiSeriesAndExactBranchesAgree) {
   EXPECT_EQ(phi(torch::zeros({1}, kF64)).item<double>(), 1.0);
 }
 
-TEST(Policy, ComponentDropoutNeverDropsAll) {
-  const int64_t B = 64, K = 4;
-  const Policy p = make_policy(torch::randn({B, K, 1, 8, 8}), torch::zeros({B, K, 1, 8, 8}),
-                               torch::zeros({B, K - 1, 1, 8, 8}), torch::ones({B}));
+// Section 4: a component is dropped for a whole sample (every pixel), never all K of a sample.
+TEST(Policy, ComponentDropoutDropsWholeSamplesNeverAll) {
+  const int64_t B = 256, K = 4;
+  const MomentumMixture p = make_mixture(torch::randn({B, K, 1, 8, 8}), torch::zeros({B, K, 1, 8, 8}),
+                                         torch::zeros({B, K - 1, 1, 8, 8}), torch::ones({B}));
   at::Generator gen = at::detail::createCPUGenerator(7);
-  const Policy d = dropout_components(p, 0.95, gen);
-  const torch::Tensor kept = torch::isfinite(d.logweights);
-  EXPECT_TRUE(kept.any(1).all().item<bool>());
-  // With p = 0.95 almost every pixel hits the all-dropped case and keeps exactly one.
-  EXPECT_GT((kept.sum(1) == 1).to(torch::kFloat).mean().item<double>(), 0.7);
-  // The weights of the kept components still sum to 1 and the velocity is finite.
+  const MomentumMixture d = dropout_components(p, 0.6, gen);
+  const torch::Tensor kept = torch::isfinite(d.logweights).squeeze(2);  // (B, K, 8, 8)
+  // The same decision at every pixel of a sample.
+  const torch::Tensor first = kept.select(3, 0).select(2, 0);  // (B, K) at pixel (0, 0)
+  EXPECT_TRUE(torch::equal(kept, first.reshape({B, K, 1, 1}).expand_as(kept)));
+  // Never all K of a sample; samples whose K draws all dropped keep all of them: P = 0.6^4 = 13%,
+  // so among 256 samples some keep all K, and the rest keep 1..K-1 with about 40% kept each.
+  const torch::Tensor per_sample = first.sum(1);
+  EXPECT_GE(per_sample.min().item<int64_t>(), 1);
+  const double all_kept = (per_sample == K).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(all_kept, std::pow(0.6, 4) + std::pow(0.4, 4), 0.07);
+  // The kept weights still sum to 1 and the velocity is finite.
   EXPECT_TRUE(torch::allclose(torch::softmax(d.logweights, 1).sum(1), torch::ones({B, 1, 8, 8})));
   EXPECT_TRUE(torch::isfinite(velocity(d, torch::full({B}, 0.5))).all().item<bool>());
 }
 
 TEST(Policy, ComponentDropoutRateAndReproducibility) {
   const int64_t B = 256, K = 16;
-  const Policy p = make_policy(torch::randn({B, K, 2}), torch::zeros({B, K, 1}), torch::zeros({B, K - 1, 1}),
-                               torch::ones({B}));
+  const MomentumMixture p = make_mixture(torch::randn({B, K, 2}), torch::zeros({B, K, 1}), torch::zeros({B, K - 1, 1}),
+                                         torch::ones({B}));
   at::Generator g1 = at::detail::createCPUGenerator(11), g2 = at::detail::createCPUGenerator(11);
-  const Policy a = dropout_components(p, 0.3, g1), b = dropout_components(p, 0.3, g2);
+  const MomentumMixture a = dropout_components(p, 0.3, g1), b = dropout_components(p, 0.3, g2);
   const double rate = torch::isinf(a.logweights).to(torch::kFloat64).mean().item<double>();
-  EXPECT_NEAR(rate, 0.3, 0.02);  // 4096 Bernoulli draws: std ~0.007
+  EXPECT_NEAR(rate, 0.3, 0.03);  // 4096 Bernoulli draws: std ~0.007
   EXPECT_TRUE(torch::equal(torch::isinf(a.logweights), torch::isinf(b.logweights)));
   EXPECT_TRUE(torch::equal(dropout_components(p, 0.0, g1).logweights, p.logweights));
   EXPECT_THROW(dropout_components(p, 1.0, g1), std::invalid_argument);
+  EXPECT_THROW(dropout_components(p, -0.1, g1), std::invalid_argument);
+}
+
+// The policy object: float16/bfloat16 network outputs are integrated in float32. (The inference
+// path's phi adds 1e-30, which is 0 in float16: phi(0) would be 0/0 there.)
+TEST(Policy, HalfPrecisionOutputsIntegrateInFloat32) {
+  const int64_t B = 3, K = 4;
+  const torch::Tensor mu = torch::randn({B, K, 1, 4, 4});
+  const torch::Tensor lw = torch::randn({B, K, 1, 4, 4});
+  torch::Tensor lg = torch::randn({B, K - 1, 1, 4, 4});
+  lg.select(1, 0).zero_();  // g = 0 exactly: phi(0), the 0/0 case in half precision
+  const torch::Tensor s = torch::ones({B});
+  const torch::Tensor x = torch::randn({B, 1, 4, 4});
+  for (auto dt : {torch::kFloat16, torch::kBFloat16}) {
+    torch::NoGradGuard ng;
+    const MomentumPolicy half(make_mixture(mu.to(dt), lw.to(dt), lg.to(dt), s));
+    EXPECT_EQ(half.mixture().means.scalar_type(), torch::kFloat32);
+    const torch::Tensor got = half.integrate(x, s, torch::zeros({B}));
+    const MomentumMixture ref =
+        make_mixture(mu.to(dt).to(torch::kFloat64), lw.to(dt).to(torch::kFloat64), lg.to(dt).to(torch::kFloat64),
+                     s.to(torch::kFloat64));
+    const torch::Tensor want = integrate(ref, x.to(torch::kFloat64), s.to(torch::kFloat64), torch::zeros({B}, kF64));
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(torch::isfinite(got).all().item<bool>());
+    EXPECT_LT((got.to(torch::kFloat64) - want).abs().max().item<double>(), 1e-5);
+  }
 }
 
 TEST(Policy, TemperatureDividesLogits) {
-  const Policy p = make_policy(torch::randn({2, 3, 2}, kF64), torch::randn({2, 3, 1}, kF64),
+  const MomentumMixture p = make_mixture(torch::randn({2, 3, 2}, kF64), torch::randn({2, 3, 1}, kF64),
                                torch::randn({2, 2, 1}, kF64), torch::ones({2}, kF64));
-  const Policy t = with_temperature(p, 0.5);
+  const MomentumMixture t = with_temperature(p, 0.5);
   EXPECT_TRUE(torch::allclose(t.logweights, p.logweights * 2.0));
   // The velocity at sigma_s is the softmax(l / T)-weighted mean of the means.
   const torch::Tensor w = torch::softmax(p.logweights * 2.0, 1);
@@ -304,18 +337,18 @@ TEST(Policy, TemperatureDividesLogits) {
 
 TEST(Policy, DetachedCutsTheGraph) {
   torch::Tensor mu = torch::randn({1, 2, 2}, torch::requires_grad());
-  const Policy p = make_policy(mu * 2, torch::zeros({1, 2, 1}), torch::zeros({1, 1, 1}), torch::ones({1}));
+  const MomentumMixture p = make_mixture(mu * 2, torch::zeros({1, 2, 1}), torch::zeros({1, 1, 1}), torch::ones({1}));
   EXPECT_TRUE(p.means.requires_grad());
-  const Policy d = detached(p);
+  const MomentumMixture d = detached(p);
   EXPECT_FALSE(d.means.requires_grad());
   EXPECT_TRUE(torch::equal(d.means, p.means.detach()));
 }
 
 TEST(Policy, RejectsBadShapes) {
-  EXPECT_THROW(make_policy(torch::zeros({2, 3}), torch::zeros({2, 3}), torch::Tensor(), torch::ones({2})),
+  EXPECT_THROW(make_mixture(torch::zeros({2, 3}), torch::zeros({2, 3}), torch::Tensor(), torch::ones({2})),
                std::invalid_argument);
-  EXPECT_THROW(make_policy(torch::zeros({2, 3, 2}), torch::zeros({2, 3, 2}), torch::zeros({2, 2, 1}), torch::ones({2})),
+  EXPECT_THROW(make_mixture(torch::zeros({2, 3, 2}), torch::zeros({2, 3, 2}), torch::zeros({2, 2, 1}), torch::ones({2})),
                std::invalid_argument);
-  EXPECT_THROW(make_policy(torch::zeros({2, 3, 2}), torch::zeros({2, 3, 1}), torch::Tensor(), torch::ones({2})),
+  EXPECT_THROW(make_mixture(torch::zeros({2, 3, 2}), torch::zeros({2, 3, 1}), torch::Tensor(), torch::ones({2})),
                std::invalid_argument);
 }

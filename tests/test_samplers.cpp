@@ -1,4 +1,4 @@
-// Tests for the few-step samplers (samplers.h) and classifier-free guidance (guidance.h), in float64.
+// Tests for the few-step samplers (samplers.h) in float64.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "arcflow/core/schedule.h"
-#include "arcflow/sampling/guidance.h"
 #include "arcflow/sampling/samplers.h"
 
 using namespace arcflow;

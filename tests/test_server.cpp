@@ -18,74 +18,21 @@
 
 #include "arcflow/io/png.h"
 #include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/student.h"
 #include "arcflow/models/lora.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/sampling/student_sampling.h"
 #include "arcflow/server/api.h"
 #include "arcflow/server/job_queue.h"
 #include "arcflow/server/server.h"
+#include "server_helpers.h"
 #include "temp_dir.h"
 
 using namespace arcflow;
 using namespace arcflow::server;
+using namespace arcflow::test;
 using nlohmann::json;
 
-namespace {
-
-const std::string kRoot = ARCFLOW_SOURCE_DIR;
-const std::string kTeacher = kRoot + "/models/teacher.safetensors";
-const std::string kArcflow = kRoot + "/models/arcflow-2.safetensors";
-const std::string kLinear = kRoot + "/models/linear-2.safetensors";
-
-std::string b64decode(const std::string& s) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-  };
-  std::string out;
-  uint32_t buf = 0;
-  int bits = 0;
-  for (char c : s) {
-    const int v = val(c);
-    if (v < 0) break;  // '=' padding
-    buf = ((buf << 6) | static_cast<uint32_t>(v)) & 0xFFFFFFu;  // only the last 24 bits are ever read
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((buf >> bits) & 0xFF);
-    }
-  }
-  return out;
-}
-
-ServerConfig test_config(size_t queue = 4) {
-  ServerConfig c;
-  c.port = 0;
-  c.teacher = kTeacher;
-  c.adapters = {{"arcflow-2", kArcflow}, {"linear-2", kLinear}};
-  c.toy_dir = "";
-  c.queue = queue;
-  return c;
-}
-
-bool have_models() { return test::path_exists(kTeacher) && test::path_exists(kArcflow) && test::path_exists(kLinear); }
-
-// A server on 127.0.0.1:<ephemeral> and a client for it.
-struct Running {
-  std::unique_ptr<Server> server;
-  std::unique_ptr<httplib::Client> client;
-  explicit Running(const ServerConfig& c) : server(std::make_unique<Server>(c)) {
-    server->start();
-    client = std::make_unique<httplib::Client>("127.0.0.1", server->port());
-    client->set_read_timeout(300, 0);
-  }
-  httplib::Result post(const json& body) { return client->Post("/v1/generate", body.dump(), "application/json"); }
-};
-
-}  // namespace
 
 // ---------------------------------------------------------------- the queue, deterministic
 
@@ -136,6 +83,33 @@ TEST(ServerJobQueue, ShutdownDropsWaitingJobs) {
   EXPECT_THROW(JobQueue(0), std::invalid_argument);
 }
 
+TEST(ServerJobQueue, ReportsPlacesAndTakesWaitingJobsOut) {
+  JobQueue q(3);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  auto running = q.try_submit([gate] { gate.wait(); }, 1);
+  for (int i = 0; i < 2000 && !q.busy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::atomic<int> ran{0};
+  auto two = q.try_submit([&] { ran += 2; }, 2);
+  auto three = q.try_submit([&] { ran += 3; }, 3);
+  auto four = q.try_submit([&] { ran += 4; }, 4);
+  EXPECT_FALSE(q.position(1).has_value()) << "the running job is not waiting";
+  EXPECT_EQ(q.position(2), std::optional<size_t>(1));
+  EXPECT_EQ(q.position(4), std::optional<size_t>(3));
+  EXPECT_TRUE(q.remove(3));
+  EXPECT_FALSE(q.remove(3));
+  EXPECT_FALSE(q.remove(1)) << "a running job cannot be taken out";
+  EXPECT_EQ(q.position(4), std::optional<size_t>(2));
+  EXPECT_EQ(q.waiting(), 2u);
+  release.set_value();
+  running->get();
+  two->get();
+  four->get();
+  EXPECT_THROW(three->get(), std::future_error);
+  EXPECT_EQ(ran, 6);
+  EXPECT_FALSE(q.position(0).has_value()) << "tag 0 names no job";
+}
+
 // ---------------------------------------------------------------- request rules, no models
 
 TEST(ServerApiRules, ParsesDefaultsAndBase64) {
@@ -160,6 +134,52 @@ TEST(ServerApiRules, ParsesDefaultsAndBase64) {
   EXPECT_EQ(base64_encode("fo"), "Zm8=");
   EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
   EXPECT_EQ(b64decode(base64_encode(std::string("\x00\xff\x10z", 4))), std::string("\x00\xff\x10z", 4));
+}
+
+TEST(ServerApiRules, InvalidUtf8IsRefusedNamingTheByteAndTheField) {
+  EXPECT_EQ(invalid_utf8_offset(""), std::string::npos);
+  EXPECT_EQ(invalid_utf8_offset("plain, caf\xc3\xa9, \xe2\x82\xac, \xf0\x9d\x84\x9e"), std::string::npos);
+  EXPECT_EQ(invalid_utf8_offset("ab\xff"), 2u);
+  EXPECT_EQ(invalid_utf8_offset("\xc0\x80"), 0u);          // overlong NUL
+  EXPECT_EQ(invalid_utf8_offset("x\xed\xa0\x80"), 1u);     // a UTF-16 surrogate
+  EXPECT_EQ(invalid_utf8_offset("\xf4\x90\x80\x80"), 0u);  // above U+10FFFF
+  EXPECT_EQ(invalid_utf8_offset("\xe2\x82"), 0u);          // cut short
+  EXPECT_EQ(to_valid_utf8("a\xff" "b\xc3\xa9"), "a?b\xc3\xa9");
+
+  ModelCatalog c;
+  c.class_names.assign(10, "x");
+  c.adapters.push_back({"arcflow-2", "a.safetensors", 16, 2, "arcflow", 1.0, 1.0});
+  const ServerLimits L;
+  // The issue's body: bytes FF FE inside the method string (this was a 500).
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{\"method\":\"\xff\xfe\"}", "method"},
+      {"{\"n\": 2, \"te\xe9" "cher_steps\": 3}", "te?cher_steps"},  // Latin-1 in a key
+      {"{\"n\": \xff}", ""},                                     // outside any string
+  };
+  for (const auto& [body, field] : cases) {
+    try {
+      parse_generate_request(body, c, L, 1);
+      ADD_FAILURE() << "accepted " << body;
+    } catch (const RequestError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("not valid UTF-8"), std::string::npos) << what;
+      EXPECT_NE(what.find("0x"), std::string::npos) << what;
+      if (field == "te?cher_steps") EXPECT_NE(e.field().find("cher_steps"), std::string::npos) << e.field();
+      else EXPECT_EQ(e.field(), field) << what;
+      EXPECT_NO_THROW((void)error_json(what, e.field()).dump()) << "the answer must be valid JSON text";
+    }
+  }
+  // Valid UTF-8 whose JSON error message used to end inside a character ("last read: '\xc3'").
+  try {
+    parse_generate_request("{\"n\": 1, \"m\xc3\xa9thod\" \xc3\xa9}", c, L, 1);
+    ADD_FAILURE() << "accepted malformed JSON";
+  } catch (const RequestError& e) {
+    EXPECT_NE(std::string(e.what()).find("malformed JSON"), std::string::npos) << e.what();
+    EXPECT_NO_THROW((void)error_json(e.what(), e.field()).dump());
+  }
+  EXPECT_TRUE(parse_generate_request(R"({"stream": true})", c, L, 1).stream);
+  EXPECT_FALSE(parse_generate_request("{}", c, L, 1).stream);
+  EXPECT_THROW(parse_generate_request(R"({"stream": 1})", c, L, 1), RequestError);
 }
 
 TEST(ServerConfigCheck, RejectsBadSettingsAndFiles) {
@@ -257,11 +277,11 @@ TEST_F(ServerHttp, GeneratesTheSameImagesAsTheSamplersFromTheRequestSeed) {
 
   // The student's images are exactly sample_student from make_noise(n, shape, seed) (fused LoRA).
   DiT t = load_dit(kTeacher);
-  DiTStudent st = load_adapter(t, kArcflow);
-  fuse_lora(*st->base);
+  LoRAStudent st = load_adapter(t.ptr(), kArcflow);
+  st->fuse_lora();
   const torch::Tensor noise = make_noise(2, {1, 28, 28}, 7);
   StudentSampling so;
-  const std::vector<io::Image> expected = tensor_to_images(sample_student(st, noise, torch::full({2}, 3, torch::kLong), so));
+  const std::vector<io::Image> expected = tensor_to_images(sample_student(*st, noise, Condition::labels(torch::full({2}, 3, torch::kLong)), so));
   for (size_t i = 0; i < 2; ++i) {
     const io::DecodedPng png = io::decode_png(b64decode(student["images"][i].get<std::string>()), "student image");
     EXPECT_EQ(png.image.width, 28);
@@ -334,6 +354,16 @@ TEST_F(ServerHttp, BadInputNamesTheField) {
     const json j = json::parse(res->body, nullptr, false);
     ASSERT_TRUE(j.is_object()) << res->body;
     EXPECT_FALSE(j.value("error", "").empty()) << raw;
+  }
+  // Invalid UTF-8 in a string (issue 17: a 500 "type_error.316"): 400 naming the byte and the field.
+  {
+    auto res = run->client->Post("/v1/generate", "{\"method\":\"\xff\xfe\"}", "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << res->body;
+    const json j = json::parse(res->body, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << res->body;
+    EXPECT_EQ(j.value("field", ""), "method") << res->body;
+    EXPECT_NE(j.value("error", "").find("not valid UTF-8: byte 0xFF at offset 11"), std::string::npos) << res->body;
   }
   EXPECT_NE(json::parse(run->client->Post("/v1/generate", "{oops", "application/json")->body)["error"]
                 .get<std::string>()

@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "arcflow/evaluation/metrics.h"
+#include "arcflow/core/momentum.h"
+#include "arcflow/models/student.h"
 #include "arcflow/models/toy_mlp.h"
 #include "arcflow/toy/data.h"
 #include "arcflow/toy/pipeline.h"
@@ -51,20 +53,20 @@ TEST(ToyStudent, StartsAsTheTeacher) {
   const torch::Tensor x = torch::randn({32, 2}), sigma = torch::rand({32});
   const torch::Tensor u = teacher->forward(x, sigma);
   for (int64_t K : {1, 4, 16}) {
-    ToyStudentConfig cfg;
+    StudentConfig cfg;
     cfg.K = K;
     cfg.head_bias_noise = 0.0;
-    ToyStudent exact(teacher, cfg);
+    LoRAStudent exact(teacher.ptr(), cfg);
     exact->eval();
     // Before training the mixture velocity at the source sigma is the teacher's output.
-    const Policy p = exact->forward(x, sigma);
+    const MomentumMixture p = dynamic_cast<const MomentumPolicy&>(*exact->policy(x, sigma, {})).mixture();
     EXPECT_EQ(p.means.sizes(), torch::IntArrayRef({32, K, 2}));
     EXPECT_TRUE(torch::allclose(velocity(p, sigma), u, 1e-5, 1e-5)) << "K=" << K;
     // With the documented bias noise (std 0.05 per component, averaged by uniform weights).
     cfg.head_bias_noise = 0.05;
-    ToyStudent noisy(teacher, cfg);
+    LoRAStudent noisy(teacher.ptr(), cfg);
     noisy->eval();
-    EXPECT_LT((velocity(noisy->forward(x, sigma), sigma) - u).abs().max().item<double>(), 0.25);
+    EXPECT_LT((noisy->policy(x, sigma, {})->velocity(x, sigma) - u).abs().max().item<double>(), 0.25);
     // Log-gammas start evenly spaced from ln 0.2 to ln 4, the same at every input.
     if (K > 1) {
       const torch::Tensor g = p.log_gammas[0].flatten();
@@ -76,7 +78,7 @@ TEST(ToyStudent, StartsAsTheTeacher) {
 
 TEST(ToyStudent, TrainsOnlyAdaptersAndHead) {
   ToyMLP teacher(ToyMLPConfig{});
-  ToyStudent s(teacher, ToyStudentConfig{});
+  LoRAStudent s(teacher.ptr(), StudentConfig{});
   int64_t trainable = 0, total = 0;
   for (const auto& p : s->parameters()) {
     total += p.numel();
@@ -100,12 +102,13 @@ TEST(ToyPipeline, ReproducibleWithASeed) {
   cfg.plot_paths = 4;
   cfg.progress = false;
   const ToyResult a = run_toy(cfg), b = run_toy(cfg);
-  ASSERT_EQ(a.rows.size(), 4u);
+  ASSERT_EQ(a.rows.size(), 5u);  // reference, teacher-euler, linear, gmflow, arcflow
   for (size_t i = 0; i < a.rows.size(); ++i) {
     EXPECT_EQ(a.rows[i].endpoint_mse, b.rows[i].endpoint_mse) << a.rows[i].method;
     EXPECT_EQ(a.rows[i].path_mse, b.rows[i].path_mse) << a.rows[i].method;
   }
-  EXPECT_EQ(a.arcflow_losses, b.arcflow_losses);
+  for (const char* name : {"linear", "gmflow", "arcflow"})
+    EXPECT_EQ(a.student(name).losses, b.student(name).losses) << name;
 }
 
 // The seeded end-to-end check: distillation must bring both students' endpoints far closer to the
@@ -139,6 +142,7 @@ TEST(ToyPipeline, DistillationBeatsTwoEulerSteps) {
   EXPECT_EQ(row("teacher-euler-128").endpoint_mse, 0.0);
   // Losses fell: the last 20 iterations' mean is below the first 20's.
   double first = 0, last = 0;
-  for (int i = 0; i < 20; ++i) first += r.arcflow_losses[i], last += r.arcflow_losses[r.arcflow_losses.size() - 1 - i];
+  const std::vector<double>& losses = r.student("arcflow").losses;
+  for (int i = 0; i < 20; ++i) first += losses[i], last += losses[losses.size() - 1 - i];
   EXPECT_LT(last, first);
 }

@@ -7,7 +7,7 @@
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/classifier.h"
 #include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/student.h"
 #include "arcflow/models/weights.h"
 #include "temp_dir.h"
 #include "tiny_models.h"
@@ -73,12 +73,12 @@ TEST(WeightFiles, ConfigsPromisingMoreThanTheFileHoldsAreRefusedByName) {
 
   // A real adapter of a tiny teacher, then its config edited to promise K = 10^8 and rank 10^6.
   DiT teacher(test::tiny_dit());
-  DiTStudentConfig sc;
+  StudentConfig sc;
   sc.K = 2, sc.lora.rank = 2;
-  DiTStudent s(teacher, sc);
+  LoRAStudent s(teacher.ptr(), sc);
   const std::string ok = dir.file("ok.safetensors");
   save_adapter(s, ok);
-  EXPECT_NO_THROW(load_adapter(teacher, ok));
+  EXPECT_NO_THROW(load_adapter(teacher.ptr(), ok));
   io::SafetensorsFile f = io::load_safetensors(ok);
   for (auto [field, value, says] : std::vector<std::tuple<std::string, int64_t, std::string>>{
            {"K", 100000000, "as K = 100000000 in the config says"}, {"lora_rank", 1000000, "rows as the LoRA rank"}}) {
@@ -88,7 +88,7 @@ TEST(WeightFiles, ConfigsPromisingMoreThanTheFileHoldsAreRefusedByName) {
     m["config"] = j.dump();
     const std::string bad = dir.file(field + ".safetensors");
     io::save_safetensors(bad, f.tensors, m);
-    const std::string e = error_of([&] { load_adapter(teacher, bad); });
+    const std::string e = error_of([&] { load_adapter(teacher.ptr(), bad); });
     EXPECT_EQ(e.rfind(bad + ": ", 0), 0u) << e;
     EXPECT_NE(e.find(says), std::string::npos) << e;
   }
@@ -100,7 +100,7 @@ TEST(WeightFiles, ConfigsPromisingMoreThanTheFileHoldsAreRefusedByName) {
   m["config"] = j.dump();
   const std::string bad = dir.file("targets.safetensors");
   io::save_safetensors(bad, f.tensors, m);
-  const std::string e = error_of([&] { load_adapter(teacher, bad); });
+  const std::string e = error_of([&] { load_adapter(teacher.ptr(), bad); });
   EXPECT_EQ(e.rfind(bad + ": ", 0), 0u) << e;
   EXPECT_NE(e.find("t_embedder.linea_r2"), std::string::npos) << e;
 }

@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "arcflow/core/policy.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/models/registry.h"
 #include "arcflow/io/atomic_file.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/student.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/sampling/student_sampling.h"
-#include "arcflow/training/image_distill.h"
+#include "arcflow/training/distill.h"
 #include "arcflow/training/teacher.h"
 #include "arcflow/util/resources.h"
 #include "commands.h"
@@ -81,15 +83,15 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     out["gemm_size"] = n;
   }
 
-  DiT teacher = load_dit(o.teacher, dev);
-  teacher->eval();
-  const DiTConfig& cfg = teacher->config;
+  NetworkPtr teacher = load_network(o.teacher, dev);
+  teacher->module().eval();
   torch::manual_seed(0);
-  DiTStudent student = o.adapter.empty() ? DiTStudent(teacher, DiTStudentConfig{}) : load_adapter(teacher, o.adapter);
+  LoRAStudent student = o.adapter.empty() ? LoRAStudent(teacher, StudentConfig{}) : load_adapter(teacher, o.adapter);
   student->to(dev);
   student->eval();
-  fuse_lora(*student->base);
-  const std::vector<int64_t> shape{cfg.in_channels, cfg.image_size, cfg.image_size};
+  student->fuse_lora();
+  const std::vector<int64_t> shape = teacher->sample_shape();
+  const int64_t classes = std::max<int64_t>(1, teacher->num_classes());
 
   // DiT forward rate at the largest batch.
   const int64_t big = *std::max_element(o.batches.begin(), o.batches.end());
@@ -97,17 +99,17 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     torch::NoGradGuard ng;
     const torch::Tensor x = make_noise(big, shape, 1, dev);
     const torch::Tensor s = torch::full({big}, 0.5, x.options());
-    const torch::Tensor y = torch::zeros({big}, torch::TensorOptions().dtype(torch::kLong).device(dev));
-    const Timing t = time_it([&] { teacher->forward(x, s, y); sync(dev); }, o.repeats);
+    const Condition y = Condition::labels(torch::zeros({big}, torch::TensorOptions().dtype(torch::kLong).device(dev)));
+    const Timing t = time_it([&] { teacher->velocity(x, s, y); sync(dev); }, o.repeats);
     out["forward_batch"] = big;
     out["forward_ms"] = 1e3 * t.median;
-    out["forward_gflops"] = dit_forward_flops(cfg, big) / t.median / 1e9;
+    out["forward_gflops"] = teacher->forward_flops(big) / t.median / 1e9;
     out["gemm_fraction"] = out["forward_gflops"].get<double>() / out["gemm_gflops"].get<double>();
     // Integration share of a student step: the network call vs the closed-form integration.
-    Policy p;
-    const Timing tf = time_it([&] { p = student->forward(x, s, y); sync(dev); }, o.repeats);
+    PolicyPtr p;
+    const Timing tf = time_it([&] { p = student->policy(x, s, y); sync(dev); }, o.repeats);
     const torch::Tensor s0 = torch::zeros({big}, x.options());
-    const Timing ti = time_it([&] { integrate(p, x, s, s0); sync(dev); }, o.repeats);
+    const Timing ti = time_it([&] { p->integrate(x, s, s0); sync(dev); }, o.repeats);
     out["student_forward_ms"] = 1e3 * tf.median;
     out["integration_ms"] = 1e3 * ti.median;
     out["integration_share"] = ti.median / (ti.median + tf.median);
@@ -119,7 +121,7 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
   std::map<int64_t, std::map<std::string, double>> ms;
   for (int64_t b : o.batches) {
     const torch::Tensor noise = make_noise(b, shape, 0, torch::kCPU);
-    const torch::Tensor labels = make_label_tensor(b, {}, cfg.num_classes);
+    const Condition labels = Condition::labels(make_label_tensor(b, {}, classes));
     TeacherSampling t100;
     t100.steps = 50;
     t100.cfg_scale = 4.0;
@@ -130,7 +132,7 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     const std::vector<std::tuple<std::string, int, std::function<void()>>> methods = {
         {"teacher-euler-50-cfg", 100, [&] { sample_teacher(teacher, noise, labels, t100); }},
         {"teacher-euler-1-cfg", 2, [&] { sample_teacher(teacher, noise, labels, t2); }},
-        {"student-2", 2, [&] { sample_student(student, noise, labels, s2); }}};
+        {"student-2", 2, [&] { sample_student(*student, noise, labels, s2); }}};
     for (const auto& [name, nfe, f] : methods) {
       const Timing t = time_it([&] { f(); sync(dev); }, name == "teacher-euler-50-cfg" ? std::min(o.repeats, 2) : o.repeats);
       nlohmann::json r = t.json(static_cast<double>(b));
@@ -151,14 +153,17 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     // Distillation iterations per second (the default recipe's batch 16) and teacher training rate.
     reset_peak_rss();
     torch::manual_seed(0);
-    DiTStudent train_student(teacher, DiTStudentConfig{});
+    LoRAStudent train_student(teacher, StudentConfig{});
     DistillConfig dc;
     dc.batch_size = 16;
-    Distiller dist(make_dit_distill_problem(train_student, teacher, 4.0, dev), dc);
+    Distiller dist(make_distill_problem(train_student, teacher, 4.0, dc, dev), dc);
     const Timing td = time_it([&] { dist.step(); sync(dev); }, o.repeats);
     out["distill_it_per_s"] = 1.0 / td.median;
     out["distill_batch"] = dc.batch_size;
     out["distill_peak_rss_mb"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+  }
+  if (auto dit = std::dynamic_pointer_cast<DiTImpl>(teacher); dit && !o.skip_training) {
+    const DiTConfig& cfg = dit->config;
     TeacherTrainConfig tc;
     tc.model = cfg;
     tc.batch_size = 64;

@@ -1,5 +1,5 @@
 // `arcflow demo`: the README's first command. Shows the method on this machine in a few minutes:
-//   1. the 2-D toy run (teacher, ArcFlow and linear students trained here, trajectory pictures);
+//   1. the 2-D toy run (teacher, linear, GMFlow and ArcFlow students trained here, trajectory pictures);
 //   2. the shipped Fashion-MNIST weights: the teacher's 50 guided steps (100 NFE) and the 2-step
 //      students from the same noise, side by side, the measured speed-up, and a short evaluation
 //      (fewer samples than `arcflow eval`'s default, and said so on the page).
@@ -118,7 +118,7 @@ int run_demo(const DemoOptions& o, const GlobalOptions& g) {
   const auto t0 = std::chrono::steady_clock::now();
 
   // 1. The toy.
-  std::printf("[1/2] 2-D toy: training a teacher and two students here%s\n", o.quick ? " (--quick)" : "");
+  std::printf("[1/2] 2-D toy: training a teacher and three students (linear, GMFlow, ArcFlow) here%s\n", o.quick ? " (--quick)" : "");
   ToyConfig tc;
   tc.device = device;
   tc.progress = !o.quiet;
@@ -174,7 +174,7 @@ Runner add_demo_command(CLI::App& app, GlobalOptions& g) {
       "writes DIR/index.html");
   auto o = std::make_shared<DemoOptions>();
   sub->add_option("-o,--output", o->output, "Output folder (index.html, toy/, fashion/)")->capture_default_str();
-  sub->add_option("--teacher", o->teacher, "Teacher DiT weights")->capture_default_str();
+  sub->add_option("--teacher", o->teacher, "Teacher weights (.safetensors; its \"model\" metadata picks the architecture)")->capture_default_str();
   sub->add_option("--student", o->student, "ArcFlow student adapter (row arcflow-2)")->capture_default_str();
   sub->add_option("--baseline", o->baseline, "Linear-shortcut student adapter (row linear-2; skipped if absent)")
       ->capture_default_str();

@@ -12,8 +12,9 @@
 
 #include "arcflow/distributed/process_group.h"
 #include "arcflow/io/atomic_file.h"
-#include "arcflow/models/dit_student.h"
-#include "arcflow/training/image_distill.h"
+#include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
+#include "arcflow/training/distill.h"
 #include "arcflow/util/progress.h"
 #include "commands.h"
 #include "config_file.h"
@@ -25,7 +26,7 @@ namespace {
 
 struct DistillOptions {
   DistillConfig d;
-  DiTStudentConfig s;
+  StudentConfig s;
   std::string teacher = "models/teacher.safetensors";
   std::string output = "runs/arcflow-2";
   std::string policy = "arcflow";
@@ -43,14 +44,22 @@ struct DistillOptions {
 void add_flags(CLI::App* sub, DistillOptions& o) {
   DistillConfig& d = o.d;
   add_config_option(sub);
-  sub->add_option("--teacher", o.teacher, "Teacher DiT weights (from train-teacher)")->capture_default_str();
+  sub->add_option("--teacher", o.teacher, "Teacher weights (from train-teacher; any registered architecture)")
+      ->capture_default_str();
   sub->add_option("-o,--output", o.output, "Run folder: checkpoint.safetensors, adapter.safetensors, train.jsonl")
       ->capture_default_str();
   sub->add_flag("--resume", o.resume, "Continue from OUTPUT/checkpoint.safetensors (same settings)");
-  sub->add_option("--policy", o.policy, "arcflow (mixture of K momentum processes) or linear (K = 1, g = 0)")
-      ->check(CLI::IsMember({"arcflow", "linear"}))
+  // The policy names come from the head table (models/policy_head.h), plus "linear" (arcflow, K = 1).
+  std::vector<std::string> policies{"linear"};
+  std::string policy_help = "Student policy: linear (the K = 1, g = 0 momentum mixture: one straight step)";
+  for (const auto& e : policy_heads()) {
+    policies.push_back(e.name);
+    policy_help += "; " + std::string(e.name) + " (" + e.description + ")";
+  }
+  sub->add_option("--policy", o.policy, policy_help)
+      ->check(CLI::IsMember(policies))
       ->capture_default_str();
-  sub->add_option("-K,--components", o.s.K, "Mixture components (arcflow policy)")->capture_default_str();
+  sub->add_option("-K,--components", o.s.K, "Mixture components (arcflow and gmflow policies)")->capture_default_str();
   sub->add_option("--nfe", d.nfe, "Student steps (network evaluations per sample)")->capture_default_str();
   sub->add_option("--shift", d.shift, "Schedule shift s >= 1 of the student's steps")->capture_default_str();
   sub->add_option("--timestep-ratio", d.timestep_ratio, "Length of the last step relative to the others")
@@ -82,7 +91,7 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
   sub->add_option("--lora-rank", o.s.lora.rank, "LoRA rank")->capture_default_str();
   sub->add_option("--lora-alpha", o.s.lora.alpha, "LoRA alpha (scale alpha / rank)")->capture_default_str();
   sub->add_option("--lora-dropout", o.s.lora.dropout, "LoRA input dropout")->capture_default_str();
-  sub->add_option("--lora-targets", o.s.lora.targets, "Glob patterns of the Linear layers that get LoRA")
+  sub->add_option("--lora-targets", o.s.lora.targets, "Glob patterns of the Linear layers that get LoRA (default: the architecture's; the DiT's are blocks.*.mlp.fc1, blocks.*.mlp.fc2, t_embedder.linear_1, t_embedder.linear_2)")
       ->capture_default_str();
   sub->add_flag("--train-norm-out", o.s.train_norm_out, "Also train the final norm's modulation (norm_out)");
   sub->add_option("-s,--seed", d.seed, "Random seed (head noise, labels, noise, walk)")->capture_default_str();
@@ -108,10 +117,11 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
 
 void validate(DistillOptions& o) {
   if (o.policy == "linear") {
-    if (o.s.K != 1 && o.s.K != DiTStudentConfig{}.K)
+    if (o.s.K != 1 && o.s.K != StudentConfig{}.K)
       throw std::invalid_argument("--policy linear means K = 1; drop -K " + std::to_string(o.s.K));
     o.s.K = 1;
   }
+  o.s.policy = o.policy == "linear" ? "arcflow" : o.policy;  // linear is the K = 1 momentum mixture
   require_input_file("--teacher", o.teacher, "from `arcflow train-teacher`; the shipped one is models/teacher.safetensors");
   try {
     o.s.validate();
@@ -140,11 +150,12 @@ io::Metadata run_metadata(const DistillOptions& o, int iteration) {
           {"nfe", std::to_string(o.d.nfe)},
           {"shift", std::to_string(o.d.shift)},
           {"timestep_ratio", std::to_string(o.d.timestep_ratio)},
+          {"total_substeps", std::to_string(o.d.total_substeps)},
           {"guidance", std::to_string(o.guidance)},
           {"iteration", std::to_string(iteration)}};
 }
 
-void write_outputs(Distiller& dist, DiTStudent& student, const DistillOptions& o, const std::string& ckpt_path,
+void write_outputs(Distiller& dist, LoRAStudent& student, const DistillOptions& o, const std::string& ckpt_path,
                    const std::string& adapter_path) {
   Checkpoint c = dist.checkpoint();  // collective: every rank takes part, rank 0 writes
   if (o.dist.rank != 0) return;
@@ -175,9 +186,10 @@ int run(DistillOptions& o, const GlobalOptions& g) {
                              ": no checkpoint to resume from (every rank reads it: share the run folder)");
   const std::string adapter_path = o.output + "/adapter.safetensors";
 
-  DiT teacher = load_dit(o.teacher, device);
+  NetworkPtr teacher = load_network(o.teacher, device);
   torch::manual_seed(o.d.seed);  // the same initial weights on every rank
-  DiTStudent student(teacher, o.s);
+  LoRAStudent student(teacher, o.s);
+  o.s = student->config;  // with the teacher's default LoRA targets filled in
   // LoRA dropout draws from torch's global generator: a rank of its own from here on.
   if (!lead) torch::manual_seed(stream_seed(o.d.seed, 1000000 + o.dist.rank));
   const std::shared_ptr<Communicator> comm = connect(o.dist, device);
@@ -197,7 +209,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
                   o.dist.world_size, o.dist.backend.c_str(), o.dist.master_addr.c_str(), o.dist.master_port,
                   o.dist.world_size * o.d.batch_size, static_cast<double>(bytes) / 1e6);
   }
-  Distiller dist(make_dit_distill_problem(student, teacher, o.guidance, device), o.d, comm);
+  Distiller dist(make_distill_problem(student, teacher, o.guidance, o.d, device), o.d, comm);
   if (o.resume) {
     const Checkpoint c = load_checkpoint(files.checkpoint);
     if (c.metadata.count("student_config") == 0 || c.metadata.at("student_config") != o.s.to_json().dump())
@@ -256,7 +268,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
 }  // namespace
 
 Runner add_distill_command(CLI::App& app, GlobalOptions& g) {
-  auto* sub = app.add_subcommand("distill", "Distil the teacher into a few-step ArcFlow (or linear) student");
+  auto* sub = app.add_subcommand("distill", "Distil the teacher into a few-step ArcFlow (or linear, or GMFlow) student");
   auto o = std::make_shared<DistillOptions>();
   add_flags(sub, *o);
   return [o, &g] { return run(*o, g); };

@@ -27,7 +27,8 @@
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/classifier.h"
 #include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
 #include "arcflow/models/lora.h"
 #include "arcflow/training/classifier_train.h"
 #include "arcflow/util/progress.h"
@@ -243,7 +244,7 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
                   "Sample-tensor file (from `arcflow sample --save-tensors`): \"samples\" (N, 1, 28, 28) float, "
                   "\"labels\" (N) int64");
   sub->add_option("--teacher", o->teacher,
-                  "Teacher DiT weights: build the comparison table (guided Euler reference, few-step teacher "
+                  "Teacher weights: build the comparison table (guided Euler reference, few-step teacher "
                   "baselines, the --adapter students) instead of scoring --samples");
   sub->add_option("--classifier", o->classifier, "Classifier weights from `arcflow train-classifier`")
       ->capture_default_str();

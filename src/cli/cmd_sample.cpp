@@ -18,8 +18,8 @@
 
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/png.h"
-#include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
 #include "arcflow/sampling/student_sampling.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/sampling/samplers.h"
@@ -53,7 +53,7 @@ struct Generator {
   int64_t progress_total = 0;         // callback steps over the whole run (for the progress bar)
   std::string label;                  // progress bar label
   io::Metadata params;                // generation parameters (PNG text chunks, tensor metadata)
-  std::function<torch::Tensor(const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback&)> run;
+  std::function<torch::Tensor(const torch::Tensor& noise, const Condition& cond, const SamplerCallback&)> run;
 };
 
 std::string fmt(double v) {
@@ -103,15 +103,21 @@ void validate(const SampleOptions& o) {
     throw std::invalid_argument("--nfe and --temperature are for students: pass --adapter (teachers use --steps)");
 }
 
+// The teacher of --teacher, checked to make images that a PNG can hold.
+NetworkPtr load_image_teacher(const SampleOptions& o, torch::Device device) {
+  NetworkPtr model = load_network(o.teacher, device);
+  const std::vector<int64_t> shape = model->sample_shape();
+  if (shape.size() != 3 || (shape[0] != 1 && shape[0] != 3))
+    throw std::invalid_argument(o.teacher + ": the '" + model->kind() + "' model does not make images of 1 (gray) "
+                                "or 3 (RGB) channels");
+  return model;
+}
+
 Generator make_teacher_generator(const SampleOptions& o, torch::Device device) {
-  auto model = std::make_shared<DiT>(load_dit(o.teacher, device));
-  const DiTConfig& cfg = (*model)->config;
-  if (cfg.in_channels != 1 && cfg.in_channels != 3)
-    throw std::invalid_argument(o.teacher + ": the model has " + std::to_string(cfg.in_channels) +
-                                " channels; images need 1 (gray) or 3 (RGB)");
+  NetworkPtr model = load_image_teacher(o, device);
   Generator g;
-  g.sample_shape = {cfg.in_channels, cfg.image_size, cfg.image_size};
-  g.num_classes = cfg.num_classes;
+  g.sample_shape = model->sample_shape();
+  g.num_classes = model->num_classes();
   g.nfe = teacher_nfe(o.sampling);
   const int64_t chunks = (o.n + o.sampling.max_batch - 1) / o.sampling.max_batch;
   g.progress_total = chunks * o.sampling.steps;
@@ -125,19 +131,19 @@ Generator make_teacher_generator(const SampleOptions& o, torch::Device device) {
               {"shift", fmt(o.sampling.shift)},
               {"timestep_ratio", fmt(o.sampling.timestep_ratio)}};
   const TeacherSampling s = o.sampling;
-  g.run = [model, s](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
-    return sample_teacher(*model, noise, labels, s, cb);
+  g.run = [model, s](const torch::Tensor& noise, const Condition& cond, const SamplerCallback& cb) {
+    return sample_teacher(model, noise, cond, s, cb);
   };
   return g;
 }
 
 // The distilled student: LoRA fused, one NFE per step, no guidance pass.
 Generator make_student_generator(const SampleOptions& o, torch::Device device) {
-  DiT teacher = load_dit(o.teacher, device);
+  NetworkPtr teacher = load_image_teacher(o, device);
   io::Metadata meta;
-  auto student = std::make_shared<DiTStudent>(load_adapter(teacher, o.adapter, &meta));
-  (*student)->to(device);
-  fuse_lora(*(*student)->base);
+  LoRAStudent student = load_adapter(teacher, o.adapter, &meta);
+  student->to(device);
+  student->fuse_lora();
   // Unless given, the schedule is the one the adapter was distilled for (its metadata).
   StudentSampling so = o.student;
   so.max_batch = o.sampling.max_batch;
@@ -147,17 +153,18 @@ Generator make_student_generator(const SampleOptions& o, torch::Device device) {
   if (!o.shift_given && meta.count("shift")) so.shift = distilled.shift;
   if (!o.ratio_given && meta.count("timestep_ratio")) so.timestep_ratio = distilled.timestep_ratio;
   if (!o.nfe_given && meta.count("nfe")) so.nfe = distilled.nfe;
+  so.total_substeps = distilled.total_substeps;
   so.validate();
-  const DiTConfig& cfg = teacher->config;
   Generator g;
-  g.sample_shape = {cfg.in_channels, cfg.image_size, cfg.image_size};
-  g.num_classes = cfg.num_classes;
+  g.sample_shape = teacher->sample_shape();
+  g.num_classes = teacher->num_classes();
   g.progress_total = ((o.n + o.student.max_batch - 1) / o.student.max_batch) * o.student.nfe;
   g.label = "student";
   g.params = {{"model", "student"},
               {"teacher", o.teacher},
               {"adapter", o.adapter},
-              {"K", std::to_string((*student)->config.K)},
+              {"policy", student->config.policy},
+              {"K", std::to_string(student->config.K)},
               {"nfe", std::to_string(o.student.nfe)},
               {"shift", fmt(o.student.shift)},
               {"timestep_ratio", fmt(o.student.timestep_ratio)},
@@ -170,8 +177,8 @@ Generator make_student_generator(const SampleOptions& o, torch::Device device) {
   g.params["timestep_ratio"] = fmt(so.timestep_ratio);
   g.nfe = so.nfe;
   g.progress_total = ((o.n + so.max_batch - 1) / so.max_batch) * so.nfe;
-  g.run = [student, so](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
-    return sample_student(*student, noise, labels, so, cb);
+  g.run = [student, so](const torch::Tensor& noise, const Condition& cond, const SamplerCallback& cb) mutable {
+    return sample_student(*student, noise, cond, so, cb);
   };
   return g;
 }
@@ -198,7 +205,7 @@ int run_sample(const SampleOptions& o, const GlobalOptions& global) {
 
   ProgressBar bar(gen.label, gen.progress_total, !o.quiet);
   const SamplerCallback cb = [&bar](const StepInfo& info) { bar.update(info.step + 1); };
-  const torch::Tensor samples = gen.run(noise, labels, cb);  // on the CPU: the device work is done
+  const torch::Tensor samples = gen.run(noise, Condition::labels(labels), cb);  // on the CPU: the device work is done
   bar.finish();
   const double seconds = bar.elapsed_seconds();
 
@@ -233,7 +240,7 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
   auto o = std::make_shared<SampleOptions>();
   std::vector<std::string> names;
   for (const auto& e : samplers()) names.push_back(e.name);
-  sub->add_option("--teacher", o->teacher, "Teacher DiT weights (.safetensors written by the training)")->required();
+  sub->add_option("--teacher", o->teacher, "Teacher weights (.safetensors written by `arcflow train-teacher`; its \"model\" metadata picks the architecture)")->required();
   sub->add_option("-o,--output", o->output, "PNG grid to write (empty: none, with --save-tensors)")
       ->capture_default_str();
   sub->add_option("--class", o->classes,

@@ -34,7 +34,7 @@ int run_serve(ServeOptions& o, const GlobalOptions& g) {
 #ifndef ARCFLOW_HAVE_SERVER
   (void)o;
   (void)g;
-  throw std::runtime_error("this arcflow was built without cpp-httplib (Debian: libcpp-httplib-dev), so `serve` is "
+  throw std::runtime_error("this arcflow was built without libmicrohttpd (Debian: libmicrohttpd-dev), so `serve` is "
                            "off; install it and rebuild");
 #else
   server::ServerConfig& c = o.config;
@@ -65,8 +65,10 @@ int run_serve(ServeOptions& o, const GlobalOptions& g) {
   for (const auto& a : srv.catalog().adapters) methods += ", " + a.name + " (K " + std::to_string(a.K) + ")";
   std::printf("models loaded in %.1f s: %s\n", load_s, methods.c_str());
   const std::string host = c.host.find(':') != std::string::npos ? "[" + c.host + "]" : c.host;
-  std::printf("serving on http://%s:%d/  (queue %zu, max n %d; Ctrl-C stops)\n", host.c_str(), port, c.queue,
-              c.limits.max_n);
+  std::printf("serving on http://%s:%d/  (queue %zu, max n %d, at most %d connections, idle timeout %d s; Ctrl-C "
+              "stops)\n",
+              host.c_str(), port, c.queue, c.limits.max_n, c.max_connections, c.idle_timeout_s);
+  std::fflush(stdout);
 
   // Ctrl-C / SIGTERM: the handler only records the signal; a watcher thread stops the server.
   struct sigaction sa {};
@@ -101,7 +103,7 @@ Runner add_serve_command(CLI::App& app, GlobalOptions& g) {
       "default) next to the distilled students from the same noise, with timings; models are loaded once");
   auto o = std::make_shared<ServeOptions>();
   server::ServerConfig& c = o->config;
-  sub->add_option("--teacher", c.teacher, "Teacher DiT weights")->capture_default_str();
+  sub->add_option("--teacher", c.teacher, "Teacher weights (.safetensors; its \"model\" metadata picks the architecture)")->capture_default_str();
   sub->add_option("--adapter", o->adapters,
                   "Student as NAME=FILE (from `arcflow distill`); repeat for several. The page compares the first "
                   "with the teacher")
@@ -129,12 +131,25 @@ Runner add_serve_command(CLI::App& app, GlobalOptions& g) {
                   "Folder with the 2-D toy's pictures for the page's second tab (`arcflow demo` writes demo/toy, "
                   "`arcflow toy -o DIR` writes DIR); may be absent")
       ->capture_default_str();
-  sub->add_option("--http-threads", c.http_threads, "HTTP worker threads (0: queue + 4, at least 8)")
-      ->check(CLI::Range(0, 256))
+  sub->add_option("--http-threads", c.http_threads,
+                  "HTTP event-loop threads (libmicrohttpd; 0: 2). Connections do not take a thread each, so slow "
+                  "clients cannot use them up")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  sub->add_option("--max-connections", c.max_connections,
+                  "Open connections at most; a connection beyond it is closed as soon as it is accepted")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  sub->add_option("--idle-timeout", c.idle_timeout_s,
+                  "Seconds without traffic after which a connection is closed: an idle keep-alive connection, or "
+                  "one that sent part of a request and stopped (a request waiting for the generator is not idle)")
+      ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   sub->footer(
       "Endpoints: GET / (the page), GET /healthz, GET /v1/models, POST /v1/generate (JSON: class, seed, n, method, "
-      "steps, teacher_steps; see the README), GET /v1/toy.\n"
+      "steps, teacher_steps, stream; with \"stream\": true the answer is server-sent events: queued, started, one "
+      "progress per sampler step, then result; see the README), DELETE /v1/jobs/ID (cancels a generation; a client "
+      "that disconnects cancels its own), GET /v1/toy.\n"
       "Global options -t/--threads and --device are described in `arcflow --help`.");
   return [o, &g] { return run_serve(*o, g); };
 }

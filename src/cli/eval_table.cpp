@@ -13,7 +13,8 @@
 #include "arcflow/io/idx.h"
 #include "arcflow/models/classifier.h"
 #include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
 #include "arcflow/models/lora.h"
 #include "arcflow/sampling/student_sampling.h"
 #include "arcflow/util/progress.h"
@@ -81,8 +82,8 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
   io::make_output_dir(dir);
   const auto t0 = std::chrono::steady_clock::now();
 
-  DiT teacher = load_dit(o.teacher, device);
-  if (o.bench.n < 2 * teacher->config.num_classes)
+  NetworkPtr teacher = load_network(o.teacher, device);
+  if (o.bench.n < 2 * teacher->num_classes())
     std::fprintf(stderr, "note: -n %lld gives some class fewer than 2 samples: its diversity is undefined (nan)\n",
                  static_cast<long long>(o.bench.n));
   io::Metadata clf_meta;
@@ -91,9 +92,9 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
   std::vector<BenchmarkStudent> students;
   for (const AdapterSpec& a : o.adapters) {
     io::Metadata meta;
-    DiTStudent st = load_adapter(teacher, a.path, &meta);
+    LoRAStudent st = load_adapter(teacher, a.path, &meta);
     st->to(device);
-    fuse_lora(*st->base);
+    st->fuse_lora();
     StudentSampling so = distilled_sampling(meta, a.path);
     so.max_batch = o.bench.max_batch;
     const int distilled = so.nfe;
@@ -104,7 +105,8 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
       students.push_back({row_name(a.name, k, distilled), st, so});
       rows.push_back(students.back().name);
     }
-    nlohmann::json info = {{"path", a.path}, {"K", st->config.K}, {"distilled_nfe", distilled},
+    nlohmann::json info = {{"path", a.path}, {"K", st->config.K}, {"policy_head", st->config.policy},
+                           {"distilled_nfe", distilled},
                            {"shift", so.shift}, {"timestep_ratio", so.timestep_ratio}, {"rows", rows}};
     for (const char* key : {"iteration", "policy", "guidance"})
       if (meta.count(key)) info[key] = meta.at(key);

@@ -1,11 +1,15 @@
-// The momentum-mixture integration. Everything ArcFlow integrates goes through the three
-// functions velocity, mean_velocity and displacement below.
+// The parts of the policy interface every policy shares: component dropout and sigma shapes.
 #include "arcflow/core/policy.h"
 
 #include <limits>
 #include <stdexcept>
 
 namespace arcflow {
+
+torch::Tensor Policy::imitation_velocity(const torch::Tensor& x_a, const torch::Tensor& sigma_a,
+                                         const torch::Tensor& /*sigma_end*/) const {
+  return velocity(x_a, sigma_a);
+}
 
 torch::Tensor broadcast_sigma(const torch::Tensor& sigma, int64_t rank) {
   if (sigma.dim() == 0) return sigma;
@@ -15,153 +19,30 @@ torch::Tensor broadcast_sigma(const torch::Tensor& sigma, int64_t rank) {
   return sigma.reshape(shape);
 }
 
-Policy make_policy(const torch::Tensor& means, const torch::Tensor& logweights,
-                   const torch::Tensor& log_gammas_rest, const torch::Tensor& sigma_src) {
-  if (means.dim() < 3) throw std::invalid_argument("policy means must be (B, K, ...), got rank " +
-                                                   std::to_string(means.dim()));
-  if (logweights.dim() != means.dim() || logweights.size(0) != means.size(0) ||
-      logweights.size(1) != means.size(1) || logweights.size(2) != 1)
-    throw std::invalid_argument("policy logweights must be (B, K, 1, ...) matching means");
-  const int64_t K = means.size(1);
-  torch::Tensor g0 = torch::zeros_like(logweights.narrow(1, 0, 1));
-  torch::Tensor log_gammas = g0;
-  if (K > 1) {
-    if (!log_gammas_rest.defined() || log_gammas_rest.dim() != means.dim() || log_gammas_rest.size(1) != K - 1)
-      throw std::invalid_argument("policy log_gammas must be (B, K-1, 1, ...)");
-    log_gammas = torch::cat({g0, log_gammas_rest.clamp(-kMaxLogGamma, kMaxLogGamma)}, 1);
-  }
-  torch::Tensor s = sigma_src.to(means.dtype());
-  if (s.dim() == 0) s = s.expand({means.size(0)});
-  return {means, logweights, log_gammas, s};
+torch::Tensor policy_precision(const torch::Tensor& t) {
+  if (!t.defined()) return t;
+  const auto s = t.scalar_type();
+  return s == torch::kFloat16 || s == torch::kBFloat16 ? t.to(torch::kFloat32) : t;
 }
 
-Policy linear_policy(const torch::Tensor& velocity, const torch::Tensor& sigma_src) {
-  torch::Tensor means = velocity.unsqueeze(1);  // (B, 1, ...)
-  std::vector<int64_t> lw_shape = means.sizes().vec();
-  lw_shape[2] = 1;
-  return make_policy(means, torch::zeros(lw_shape, velocity.options()), torch::Tensor(), sigma_src);
-}
-
-torch::Tensor phi(const torch::Tensor& z) {
-  // For |z| < 1e-4 the series 1 + z/2 + z^2/6 + z^3/24 is exact to ~z^4/120 < 1e-18. Elsewhere
-  // expm1(z)/z has no cancellation. The division uses a safe denominator so that neither branch
-  // produces NaN (torch::where would otherwise propagate a 0/0 gradient from the unused branch).
-  const torch::Tensor small = z.abs() < 1e-4;
-  const torch::Tensor z_safe = torch::where(small, torch::ones_like(z), z);
-  const torch::Tensor series = 1.0 + z * (0.5 + z * (1.0 / 6.0 + z / 24.0));
-  return torch::where(small, series, torch::expm1(z_safe) / z_safe);
-}
-
-namespace {
-
-// Softmax over K: the mixture weights w_k, (B, K, 1, ...).
-torch::Tensor weights(const Policy& p) { return torch::softmax(p.logweights, 1); }
-
-}  // namespace
-
-torch::Tensor velocity(const Policy& p, const torch::Tensor& sigma) {
-  const int64_t rank = p.means.dim();
-  const torch::Tensor travelled = broadcast_sigma(p.sigma_src, rank) - broadcast_sigma(sigma, rank);
-  // u = sum_k w_k mu_k exp(g_k (sigma_s - sigma)); the per-pixel factors broadcast over channels.
-  const torch::Tensor factor = weights(p) * torch::exp(p.log_gammas * travelled);
-  return (p.means * factor).sum(1);
-}
-
-namespace {
-
-// The factor w_k exp(g_k (sigma_s - sigma_a)) phi(g_k delta) of every component, (B, K, 1, ...).
-torch::Tensor mixture_factor(const Policy& p, const torch::Tensor& sa, const torch::Tensor& delta) {
-  const int64_t rank = p.means.dim();
-  const torch::Tensor travelled = broadcast_sigma(p.sigma_src, rank) - sa;
-  return weights(p) * torch::exp(p.log_gammas * travelled) * phi(p.log_gammas * delta);
-}
-
-// phi(z) for inference, in passes that are all vectorised (torch's expm1 is not): Kahan's
-// (u - 1) / log(u) with u = exp(z) rounded. The rounding error of u cancels between numerator and
-// denominator, so the quotient is accurate to a few ulps for every z; u == 1 (|z| < ~6e-8) gives
-// 0/0, which the tiny addend turns into the limit 1: where u != 1, |log u| >= ~6e-8, far above it.
-// NaN in z stays NaN. (The autograd path keeps phi(), whose series branch keeps gradients finite.)
-torch::Tensor phi_inference(const torch::Tensor& z) {
-  constexpr double kTiny = 1e-30;
-  const torch::Tensor u = torch::exp(z);
-  return (u - 1.0).add_(kTiny).div_(torch::log(u).add_(kTiny));
-}
-
-// Inference (nothing needs a gradient): the same mixture mean velocity in fewer passes over the
-// (B, K, 1, ...) elements. The softmax is left unnormalised, e_k = exp(l_k - max_j l_j), and the
-// sum over components is divided by sum_k e_k at the end, on K times fewer elements. The
-// momentum factor exp(g (sigma_s - sigma_a)) is 1 when the step starts where the policy was
-// emitted (the sampler's case: the same sigma tensor) and is skipped then.
-torch::Tensor mean_velocity_inference(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sa,
-                                      const torch::Tensor& delta) {
-  torch::Tensor f = phi_inference(p.log_gammas * delta);
-  if (!sigma_a.is_same(p.sigma_src))
-    f.mul_(torch::exp(p.log_gammas * (broadcast_sigma(p.sigma_src, p.means.dim()) - sa)));
-  const torch::Tensor e = (p.logweights - p.logweights.amax(1, /*keepdim=*/true)).exp_();
-  f.mul_(e);
-  const torch::Tensor num = f.sizes() == p.means.sizes() ? f.mul_(p.means).sum(1) : (p.means * f).sum(1);
-  return num.div_(e.sum(1));
-}
-
-bool needs_grad(const Policy& p) {
-  return torch::GradMode::is_enabled() &&
-         (p.means.requires_grad() || p.logweights.requires_grad() || p.log_gammas.requires_grad());
-}
-
-}  // namespace
-
-torch::Tensor mean_velocity(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
-  const int64_t rank = p.means.dim();
-  const torch::Tensor sa = broadcast_sigma(sigma_a, rank);
-  const torch::Tensor delta = sa - broadcast_sigma(sigma_b, rank);
-  // (1/delta) * integral_{sigma_b}^{sigma_a} mu exp(g (sigma_s - sigma)) dsigma
-  //   = mu exp(g (sigma_s - sigma_a)) phi(g delta).
-  if (needs_grad(p)) return (p.means * mixture_factor(p, sa, delta)).sum(1);
-  return mean_velocity_inference(p, sigma_a, sa, delta);
-}
-
-torch::Tensor displacement(const Policy& p, const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) {
-  const torch::Tensor delta = broadcast_sigma(sigma_a, p.means.dim() - 1) - broadcast_sigma(sigma_b, p.means.dim() - 1);
-  if (needs_grad(p)) return mean_velocity(p, sigma_a, sigma_b) * delta;
-  return mean_velocity(p, sigma_a, sigma_b).mul_(delta);
-}
-
-torch::Tensor integrate(const Policy& p, const torch::Tensor& x_a, const torch::Tensor& sigma_a,
-                        const torch::Tensor& sigma_b) {
-  return x_a - displacement(p, sigma_a, sigma_b);
-}
-
-Policy detached(const Policy& p) {
-  return {p.means.detach(), p.logweights.detach(), p.log_gammas.detach(), p.sigma_src.detach()};
-}
-
-Policy dropout_components(const Policy& p, double prob, at::Generator gen) {
-  if (prob < 0.0 || prob >= 1.0) throw std::invalid_argument("component dropout must be in [0, 1)");
-  const int64_t K = p.num_components();
-  if (prob == 0.0 || K == 1) return p;
+torch::Tensor component_drop_mask(int64_t batch, int64_t K, double prob, at::Generator gen) {
+  if (!(prob >= 0.0 && prob < 1.0)) throw std::invalid_argument("component dropout must be in [0, 1)");
   const auto cpu = torch::TensorOptions().dtype(torch::kFloat32);
-  const auto shape = p.logweights.sizes();
-  torch::Tensor drop = torch::rand(shape, gen, cpu) < prob;
-  // Where every component would drop, keep one chosen uniformly at random.
-  std::vector<int64_t> one_shape = shape.vec();
-  one_shape[1] = 1;
-  const torch::Tensor all = drop.all(1, /*keepdim=*/true);
-  const torch::Tensor keep = torch::randint(K, one_shape, gen, cpu.dtype(torch::kInt64));
-  std::vector<int64_t> k_shape(shape.size(), 1);
-  k_shape[1] = K;
-  const torch::Tensor keep_mask = torch::arange(K).reshape(k_shape) == keep;
-  drop = drop & ~(all & keep_mask);
-  Policy out = p;
-  const torch::Tensor neg_inf = torch::full({}, -std::numeric_limits<double>::infinity(), p.logweights.options());
-  out.logweights = torch::where(drop.to(p.logweights.device()), neg_inf, p.logweights);
-  return out;
+  torch::Tensor drop = torch::rand({batch, K}, gen, cpu) < prob;
+  // A sample whose K draws would all drop keeps all of them (the reference's rule).
+  return drop & ~drop.all(1, /*keepdim=*/true);
 }
 
-Policy with_temperature(const Policy& p, double temperature) {
-  if (!(temperature > 0.0)) throw std::invalid_argument("temperature must be > 0");
-  Policy out = p;
-  out.logweights = p.logweights / temperature;
-  return out;
+torch::Tensor drop_components(const torch::Tensor& logits, double prob, at::Generator gen) {
+  if (!(prob >= 0.0 && prob < 1.0)) throw std::invalid_argument("component dropout must be in [0, 1)");
+  const int64_t B = logits.size(0), K = logits.size(1);
+  if (prob == 0.0 || K == 1) return logits;
+  std::vector<int64_t> shape(logits.dim(), 1);
+  shape[0] = B;
+  shape[1] = K;
+  const torch::Tensor drop = component_drop_mask(B, K, prob, gen).reshape(shape).to(logits.device());
+  const torch::Tensor neg_inf = torch::full({}, -std::numeric_limits<double>::infinity(), logits.options());
+  return torch::where(drop, neg_inf, logits);
 }
 
 }  // namespace arcflow

@@ -34,7 +34,7 @@ struct Method {
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const SamplerCallback&)> run;
 };
 
-Method teacher_method(DiT& teacher, const std::string& name, const std::string& sampler_label,
+Method teacher_method(const NetworkPtr& teacher, const std::string& name, const std::string& sampler_label,
                       const TeacherSampling& s, int64_t n) {
   Method m;
   m.name = name;
@@ -44,42 +44,52 @@ Method teacher_method(DiT& teacher, const std::string& name, const std::string& 
   if (s.sampler == "dpmpp_2m" && s.steps <= 2)  // its first and final steps are first order
     m.description += " (first-order steps only at this count: the same images as Euler)";
   m.total = ((n + s.max_batch - 1) / s.max_batch) * s.steps;
-  m.run = [&teacher, s](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
-    return sample_teacher(teacher, noise, labels, s, cb);
+  m.run = [teacher, s](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
+    return sample_teacher(teacher, noise, Condition::labels(labels), s, cb);
   };
   return m;
+}
+
+// "ArcFlow student (K 16)", "linear student (K 1)", "GMFlow student (K 16)".
+std::string policy_label(const StudentConfig& c) {
+  if (c.policy == "arcflow" && c.K == 1) return "linear student (K 1)";
+  const std::string name = c.policy == "arcflow" ? "ArcFlow" : c.policy == "gmflow" ? "GMFlow" : c.policy;
+  return name + " student (K " + std::to_string(c.K) + ")";
 }
 
 Method student_method(BenchmarkStudent& st, int64_t n) {
   Method m;
   m.name = st.name;
   m.nfe = st.sampling.nfe;
-  const int64_t K = st.student->config.K;
-  m.description = std::string(K == 1 ? "linear student (K 1)" : "ArcFlow student (K " + std::to_string(K) + ")") +
+  m.description = policy_label(st.student->config) +
                   ", " + std::to_string(st.sampling.nfe) + " step" + (st.sampling.nfe == 1 ? "" : "s") +
                   ", shift " + num(st.sampling.shift) +
                   (st.sampling.temperature != 1.0 ? ", temperature " + num(st.sampling.temperature) : "");
   m.total = ((n + st.sampling.max_batch - 1) / st.sampling.max_batch) * st.sampling.nfe;
-  DiTStudent student = st.student;
+  LoRAStudent student = st.student;
   const StudentSampling so = st.sampling;
   m.run = [student, so](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) mutable {
-    return sample_student(student, noise, labels, so, cb);
+    return sample_student(*student, noise, Condition::labels(labels), so, cb);
   };
   return m;
 }
 
-void check_compatible(DiT& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
+std::string dims(const std::vector<int64_t>& d) {
+  std::string s;
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? "x" : "") + std::to_string(d[i]);
+  return s;
+}
+
+void check_compatible(const NetworkPtr& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
                       const std::vector<Method>& teacher_rows) {
-  const DiTConfig& t = teacher->config;
   const ClassifierConfig& c = clf->config;
-  if (c.in_channels != t.in_channels || c.image_size != t.image_size)
-    throw std::invalid_argument("benchmark: the classifier takes " + std::to_string(c.in_channels) + "x" +
-                                std::to_string(c.image_size) + "x" + std::to_string(c.image_size) +
-                                " images but the teacher makes " + std::to_string(t.in_channels) + "x" +
-                                std::to_string(t.image_size) + "x" + std::to_string(t.image_size));
-  if (c.num_classes != t.num_classes)
+  const std::vector<int64_t> image{c.in_channels, c.image_size, c.image_size};
+  if (teacher->sample_shape() != image)
+    throw std::invalid_argument("benchmark: the classifier takes " + dims(image) + " images but the teacher makes " +
+                                dims(teacher->sample_shape()));
+  if (c.num_classes != teacher->num_classes())
     throw std::invalid_argument("benchmark: the classifier has " + std::to_string(c.num_classes) +
-                                " classes but the teacher has " + std::to_string(t.num_classes));
+                                " classes but the teacher has " + std::to_string(teacher->num_classes()));
   std::set<std::string> names;
   for (const Method& m : teacher_rows) names.insert(m.name);
   for (BenchmarkStudent& s : students) {
@@ -87,9 +97,9 @@ void check_compatible(DiT& teacher, std::vector<BenchmarkStudent>& students, Cla
     if (!names.insert(s.name).second)
       throw std::invalid_argument("benchmark: row name '" + s.name + "' is used twice");
     if (s.student.is_empty()) throw std::invalid_argument("benchmark: student '" + s.name + "' is not set");
-    if (s.student->base->config.to_json() != t.to_json())
+    if (s.student->base->config_json() != teacher->config_json())
       throw std::invalid_argument("benchmark: student '" + s.name + "' was built on a teacher with config " +
-                                  s.student->base->config.to_json().dump() + ", not " + t.to_json().dump());
+                                  s.student->base->config_json().dump() + ", not " + teacher->config_json().dump());
     try {
       s.sampling.validate();
     } catch (const std::invalid_argument& e) {
@@ -114,11 +124,10 @@ void BenchmarkOptions::validate() const {
   if (preview < 0) throw std::invalid_argument("benchmark: preview must be >= 0");
 }
 
-BenchmarkTable run_benchmark(DiT& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
+BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
                              const FeatureStats& reference, const BenchmarkOptions& opt,
                              const BenchmarkProgress& progress) {
   opt.validate();
-  const DiTConfig& tc = teacher->config;
 
   // The methods, reference first.
   TeacherSampling ts;
@@ -150,8 +159,8 @@ BenchmarkTable run_benchmark(DiT& teacher, std::vector<BenchmarkStudent>& studen
   BenchmarkTable table;
   table.n = opt.n;
   table.seed = opt.seed;
-  table.labels = make_label_tensor(opt.n, {}, tc.num_classes);
-  const torch::Tensor noise = make_noise(opt.n, {tc.in_channels, tc.image_size, tc.image_size}, opt.seed);
+  table.labels = make_label_tensor(opt.n, {}, teacher->num_classes());
+  const torch::Tensor noise = make_noise(opt.n, teacher->sample_shape(), opt.seed);
 
   torch::Tensor ref_samples;  // the reference teacher's raw outputs, float64
   FeatureStats ref_teacher;

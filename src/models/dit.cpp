@@ -293,12 +293,6 @@ double dit_forward_flops(const DiTConfig& c, int64_t batch) {
   return per_image * static_cast<double>(batch);
 }
 
-int64_t count_parameters(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters(true)) n += p.numel();
-  return n;
-}
-
 // ----------------------------------------------------------------------------------- files
 
 void save_dit(DiT& m, const std::string& path) {
@@ -310,11 +304,90 @@ void save_dit(DiT& m, const std::string& path) {
 }
 
 DiT load_dit(const std::string& path, torch::Device device) {
-  const io::SafetensorsFile f = io::load_safetensors(path);
-  DiT m(read_described_config<DiTConfig>(f, path, "dit", /*kind_optional=*/true));
+  return DiT(std::static_pointer_cast<DiTImpl>(load_dit_network(io::load_safetensors(path), path, device)));
+}
+
+}  // namespace arcflow
+
+// ----------------------------------------------------------------------------------- Network
+
+namespace arcflow {
+
+namespace {
+const torch::Tensor& labels_of(const Condition& c) { return c.at("labels"); }
+}  // namespace
+
+torch::Tensor DiTImpl::velocity(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) {
+  if (c.empty()) return forward(x, sigma, torch::full({x.size(0)}, config.num_classes, torch::kLong).to(x.device()));
+  return forward(x, sigma, labels_of(c).to(x.device()));
+}
+
+std::vector<int64_t> DiTImpl::sample_shape() const {
+  return {config.in_channels, config.image_size, config.image_size};
+}
+
+void DiTImpl::check_condition(const Condition& c, int64_t batch) const {
+  if (c.empty()) return;
+  const torch::Tensor& y = labels_of(c);
+  if (y.dim() != 1 || y.size(0) != batch || y.scalar_type() != torch::kLong)
+    throw std::invalid_argument("DiT: labels must be (" + std::to_string(batch) + ") int64, got " +
+                                c10::str(y.sizes()) + " " + std::string(c10::toString(y.scalar_type())));
+  if (batch > 0 && (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() > config.num_classes))
+    throw std::invalid_argument("DiT: labels must lie in 0.." + std::to_string(config.num_classes) + " (" +
+                                std::to_string(config.num_classes) + " = null class)");
+}
+
+NetworkPtr DiTImpl::copy_network() {
+  auto m = std::make_shared<DiTImpl>(config);
+  copy_state(*this, *m);
+  m->to(device());
+  return m;
+}
+
+HeadInput DiTImpl::head_input(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) {
+  const torch::Tensor y = c.empty() ? torch::full({x.size(0)}, config.num_classes, torch::kLong).to(x.device())
+                                    : labels_of(c).to(x.device());
+  HeadInput in;
+  in.tokens = features(x, sigma, y, &in.embedding);
+  return in;
+}
+
+HeadLayout DiTImpl::head_layout() const {
+  HeadLayout l;
+  l.feature_dim = config.width;
+  l.embed_dim = config.width;
+  l.pixels = config.patch * config.patch;
+  l.channels = config.in_channels;
+  const DiTConfig t = config;
+  // (B, N, K * per_token) ordered (k, py, px, value) -> (B, K, per, H, W).
+  l.to_sample = [t](const torch::Tensor& tokens, int64_t K, int64_t per) {
+    const int64_t B = tokens.size(0), N = tokens.size(1);
+    const int64_t per_token = tokens.size(2) / K;
+    const torch::Tensor by_k = tokens.reshape({B, N, K, per_token}).permute({0, 2, 1, 3}).reshape({B * K, N, per_token});
+    return patchify_tokens_to_image(by_k, t.patch, per, t.image_size).reshape({B, K, per, t.image_size, t.image_size});
+  };
+  return l;
+}
+
+std::vector<std::string> DiTImpl::default_lora_targets() const {
+  return {"blocks.*.mlp.fc1", "blocks.*.mlp.fc2", "t_embedder.linear_1", "t_embedder.linear_2"};
+}
+
+Condition DiTImpl::null_condition(const Condition& c) const {
+  return Condition::labels(torch::full_like(labels_of(c), config.num_classes));
+}
+
+double DiTImpl::forward_flops(int64_t batch) const { return dit_forward_flops(config, batch); }
+
+NetworkPtr load_dit_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device) {
+  auto m = std::make_shared<DiTImpl>(read_described_config<DiTConfig>(f, path, "dit", /*kind_optional=*/true));
   load_state(*m, f.tensors, path);
   m->to(device);
   return m;
+}
+
+NetworkPtr create_dit_network(const nlohmann::json& config) {
+  return std::make_shared<DiTImpl>(DiTConfig::from_json(config));
 }
 
 }  // namespace arcflow

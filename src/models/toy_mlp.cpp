@@ -1,10 +1,34 @@
 #include "arcflow/models/toy_mlp.h"
 
-#include <cmath>
+#include <stdexcept>
 
 #include "arcflow/models/embedding.h"
+#include "arcflow/models/weights.h"
 
 namespace arcflow {
+
+nlohmann::json ToyMLPConfig::to_json() const { return {{"hidden", hidden}, {"depth", depth}, {"time_dim", time_dim}}; }
+
+ToyMLPConfig ToyMLPConfig::from_json(const nlohmann::json& j) {
+  ToyMLPConfig c;
+  if (!j.is_object()) throw std::invalid_argument("toy_mlp config must be a JSON object");
+  for (const auto& [k, v] : j.items())
+    if (k != "hidden" && k != "depth" && k != "time_dim") throw std::invalid_argument("unknown toy_mlp config field '" + k + "'");
+  const auto field = [&](const char* key, int64_t& out) {
+    if (!j.contains(key) || !j.at(key).is_number_integer() || j.at(key).get<int64_t>() < 1)
+      throw std::invalid_argument(std::string("toy_mlp config field '") + key + "' must be an integer >= 1");
+    out = j.at(key).get<int64_t>();
+  };
+  field("hidden", c.hidden);
+  field("depth", c.depth);
+  field("time_dim", c.time_dim);
+  return c;
+}
+
+double ToyMLPConfig::state_size() const {
+  const double h = static_cast<double>(hidden);
+  return (2.0 + time_dim) * h + h + (depth - 1.0) * (h * h + h) + 2.0 * h + 2.0;
+}
 
 ToyMLPImpl::ToyMLPImpl(const ToyMLPConfig& cfg) : config(cfg) {
   layers = register_module("layers", torch::nn::ModuleList());
@@ -22,59 +46,51 @@ torch::Tensor ToyMLPImpl::forward(const torch::Tensor& x, const torch::Tensor& s
   return proj_out(features(x, sigma));
 }
 
-void init_mixture_head(const torch::Tensor& teacher_weight, const torch::Tensor& teacher_bias, int64_t K,
-                       double bias_noise, double min_gamma, double max_gamma, torch::nn::Linear& means,
-                       torch::nn::Linear& logweights, torch::nn::Linear& log_gammas) {
-  torch::NoGradGuard no_grad;
-  means->weight.copy_(teacher_weight.repeat({K, 1}));
-  means->bias.copy_(teacher_bias.repeat({K}) + torch::randn({means->bias.size(0)}, teacher_bias.options()) * bias_noise);
-  logweights->weight.zero_();
-  logweights->bias.zero_();
-  if (!log_gammas.is_empty()) {
-    // Output (k - 1) * P + p belongs to component k >= 1 and pixel p of the token; each component
-    // gets one of K - 1 evenly spaced log-gammas for all its pixels.
-    const int64_t per = log_gammas->bias.size(0) / (K - 1);
-    const torch::Tensor levels = torch::linspace(std::log(min_gamma), std::log(max_gamma), K - 1,
-                                                 log_gammas->bias.options());
-    log_gammas->weight.zero_();
-    log_gammas->bias.copy_(levels.repeat_interleave(per));
-  }
+NetworkPtr ToyMLPImpl::copy_network() {
+  auto m = std::make_shared<ToyMLPImpl>(config);
+  copy_state(*this, *m);
+  m->to(device());
+  return m;
 }
 
-ToyStudentImpl::ToyStudentImpl(ToyMLP teacher, const ToyStudentConfig& cfg) : config(cfg) {
-  if (cfg.K < 1) throw std::invalid_argument("K must be >= 1");
-  trunk = register_module("trunk", ToyMLP(teacher->config));
-  copy_state(*teacher, *trunk);
-  freeze(*trunk);
-  apply_lora(*trunk, cfg.lora);
-  const int64_t h = teacher->config.hidden;
-  proj_out_means = register_module("proj_out_means", torch::nn::Linear(h, cfg.K * 2));
-  proj_out_logweights = register_module("proj_out_logweights", torch::nn::Linear(h, cfg.K));
-  if (cfg.K > 1) proj_out_log_gammas = register_module("proj_out_log_gammas", torch::nn::Linear(h, cfg.K - 1));
-  init_mixture_head(teacher->proj_out->weight, teacher->proj_out->bias, cfg.K, cfg.head_bias_noise, cfg.min_gamma,
-                    cfg.max_gamma, proj_out_means, proj_out_logweights, proj_out_log_gammas);
+HeadInput ToyMLPImpl::head_input(const torch::Tensor& x, const torch::Tensor& sigma, const Condition&) {
+  torch::Tensor s = sigma.dim() == 0 ? sigma.expand({x.size(0)}) : sigma;
+  return {features(x, s).unsqueeze(1), timestep_embedding(s * 1000.0, config.time_dim).to(x.dtype())};
 }
 
-Policy ToyStudentImpl::forward(const torch::Tensor& x, const torch::Tensor& sigma) {
-  const torch::Tensor h = trunk->features(x, sigma);
-  const int64_t B = x.size(0), K = config.K;
-  torch::Tensor means = proj_out_means(h).reshape({B, K, 2});
-  torch::Tensor logweights = proj_out_logweights(h).reshape({B, K, 1});
-  torch::Tensor log_gammas;
-  if (K > 1) log_gammas = proj_out_log_gammas(h).reshape({B, K - 1, 1});
-  return make_policy(means, logweights, log_gammas, sigma);
+HeadLayout ToyMLPImpl::head_layout() const {
+  HeadLayout l;
+  l.feature_dim = config.hidden;
+  l.embed_dim = config.time_dim;
+  l.pixels = 1;
+  l.channels = 2;
+  // One token per point: (B, 1, K * per) -> (B, K, per).
+  l.to_sample = [](const torch::Tensor& tokens, int64_t K, int64_t per) {
+    return tokens.reshape({tokens.size(0), K, per});
+  };
+  return l;
 }
 
-std::vector<torch::Tensor> ToyStudentImpl::main_parameters() {
-  std::vector<torch::Tensor> out = lora_parameters(*trunk);
-  for (auto* m : {&proj_out_means, &proj_out_logweights})
-    for (auto& p : (*m)->parameters()) out.push_back(p);
-  return out;
+std::vector<std::string> ToyMLPImpl::default_lora_targets() const {
+  std::vector<std::string> t;
+  for (int64_t i = 1; i < config.depth; ++i) t.push_back("layers." + std::to_string(i));
+  return t;
 }
 
-std::vector<torch::Tensor> ToyStudentImpl::log_gamma_parameters() {
-  if (proj_out_log_gammas.is_empty()) return {};
-  return proj_out_log_gammas->parameters();
+double ToyMLPImpl::forward_flops(int64_t batch) const {
+  const double h = static_cast<double>(config.hidden);
+  return 2.0 * batch * ((2.0 + config.time_dim) * h + (config.depth - 1.0) * h * h + 2.0 * h);
+}
+
+NetworkPtr load_toy_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device) {
+  auto m = std::make_shared<ToyMLPImpl>(read_described_config<ToyMLPConfig>(f, path, "toy_mlp"));
+  load_state(*m, f.tensors, path);
+  m->to(device);
+  return m;
+}
+
+NetworkPtr create_toy_network(const nlohmann::json& config) {
+  return std::make_shared<ToyMLPImpl>(ToyMLPConfig::from_json(config));
 }
 
 }  // namespace arcflow

@@ -5,6 +5,12 @@
 
 namespace arcflow {
 
+int64_t count_parameters(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters(true)) n += p.numel();
+  return n;
+}
+
 io::TensorMap state_dict(torch::nn::Module& m) {
   io::TensorMap out;
   for (const auto& p : m.named_parameters(true)) out[p.key()] = p.value().detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);

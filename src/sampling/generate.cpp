@@ -10,30 +10,23 @@
 
 #include "arcflow/core/schedule.h"
 #include "arcflow/io/canvas.h"
-#include "arcflow/sampling/guidance.h"
 
 namespace arcflow {
 
 namespace {
+
+// ", 1, 28, 28" for {1, 28, 28}.
+std::string dims_str(const std::vector<int64_t>& dims) {
+  std::string out;
+  for (int64_t d : dims) out += ", " + std::to_string(d);
+  return out;
+}
 
 std::string shape_str(const torch::Tensor& t) {
   std::string s = "(";
   for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
   return s + ")";
 }
-
-// Restores a module's training flag when leaving scope.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(torch::nn::Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
-  ~EvalModeGuard() { m_.train(was_training_); }
-  EvalModeGuard(const EvalModeGuard&) = delete;
-  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
-
- private:
-  torch::nn::Module& m_;
-  bool was_training_;
-};
 
 }  // namespace
 
@@ -101,36 +94,29 @@ int teacher_nfe(const TeacherSampling& s) {
   return (s.cfg_scale == 0.0 || s.cfg_scale == 1.0) ? calls : 2 * calls;
 }
 
-torch::Tensor sample_teacher(DiT& model, const torch::Tensor& noise, const torch::Tensor& labels,
+torch::Tensor sample_teacher(const NetworkPtr& model, const torch::Tensor& noise, const Condition& cond,
                              const TeacherSampling& s, const SamplerCallback& cb) {
   s.validate();
-  const DiTConfig& cfg = model->config;
-  const std::vector<int64_t> want{cfg.in_channels, cfg.image_size, cfg.image_size};
-  if (!noise.defined() || noise.dim() != 4 || noise.sizes().slice(1).vec() != want)
-    throw std::invalid_argument("sample_teacher: noise must be (N, " + std::to_string(cfg.in_channels) + ", " +
-                                std::to_string(cfg.image_size) + ", " + std::to_string(cfg.image_size) +
-                                ") for this model, got " + (noise.defined() ? shape_str(noise) : "undefined"));
-  if (!labels.defined() || labels.dim() != 1 || labels.size(0) != noise.size(0))
-    throw std::invalid_argument("sample_teacher: labels must be (" + std::to_string(noise.size(0)) + "), got " +
-                                (labels.defined() ? shape_str(labels) : "undefined"));
-  const torch::Tensor y_all = labels.to(torch::kCPU, torch::kInt64);
+  const std::vector<int64_t> want = model->sample_shape();
+  if (!noise.defined() || noise.dim() != static_cast<int64_t>(want.size()) + 1 || noise.sizes().slice(1).vec() != want)
+    throw std::invalid_argument("sample_teacher: noise must be (N" + dims_str(want) + ") for this model, got " + (noise.defined() ? shape_str(noise) : "undefined"));
   const int64_t n = noise.size(0);
+  try {
+    model->check_condition(cond, n);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("sample_teacher: ") + e.what());
+  }
   if (n == 0) return torch::empty(noise.sizes(), torch::TensorOptions().dtype(torch::kFloat32));
-  const int64_t lo = y_all.min().item<int64_t>(), hi = y_all.max().item<int64_t>();
-  if (lo < 0 || hi > cfg.num_classes)
-    throw std::invalid_argument("sample_teacher: labels must lie in 0.." + std::to_string(cfg.num_classes) +
-                                " (the last is the null class), got " + std::to_string(lo < 0 ? lo : hi));
 
-  const torch::Tensor first_param = model->parameters().front();
+  const torch::Tensor first_param = model->module().parameters().front();
   const torch::Device device = first_param.device();
   const auto dtype = first_param.scalar_type();
   const Sampler sampler = find_sampler(s.sampler);
   const std::vector<double> sig = sigmas(s.steps, s.shift, s.timestep_ratio);
 
   torch::NoGradGuard no_grad;
-  EvalModeGuard eval_mode(*model);
-  ConditionalVelocityFn velocity = [&model](const torch::Tensor& x, const torch::Tensor& sigma,
-                                            const torch::Tensor& y) { return model->forward(x, sigma, y); };
+  EvalModeGuard eval_mode(model->module());
+  GuidedTeacher teacher(model, s.cfg_scale);
 
   const int64_t chunks = (n + s.max_batch - 1) / s.max_batch;
   std::vector<torch::Tensor> outputs;
@@ -138,8 +124,10 @@ torch::Tensor sample_teacher(DiT& model, const torch::Tensor& noise, const torch
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t start = c * s.max_batch, len = std::min(s.max_batch, n - start);
     const torch::Tensor x = noise.narrow(0, start, len).to(device, dtype);
-    const torch::Tensor y = y_all.narrow(0, start, len).to(device);
-    const VelocityFn v = guided(velocity, y, cfg.num_classes, s.cfg_scale);
+    const Condition chunk = cond.empty() ? cond : cond.narrow(start, len).to(device);
+    const VelocityFn v = [&teacher, &chunk](const torch::Tensor& xx, const torch::Tensor& sigma) {
+      return teacher.velocity(xx, sigma, chunk);
+    };
     SamplerCallback chunk_cb;
     if (cb)
       chunk_cb = [&cb, c, chunks, &s](const StepInfo& info) {

@@ -2,30 +2,26 @@
 
 #include <stdexcept>
 
+#include "arcflow/core/momentum.h"
+
 namespace arcflow {
 
-PolicyModel euler_policy(VelocityModel model) {
+PolicyFn euler_policy(VelocityModel model) {
   return [model = std::move(model)](const torch::Tensor& x, const torch::Tensor& sigma) {
     return linear_policy(model(x, sigma), sigma);
   };
 }
 
-Rollout rollout(const PolicyModel& model, const torch::Tensor& noise, const std::vector<Segment>& segs,
+Rollout rollout(const PolicyFn& model, const torch::Tensor& noise, const std::vector<Segment>& segs,
                 double temperature) {
   torch::NoGradGuard no_grad;
   Rollout r;
   r.segments = segs;
-  torch::Tensor x = noise;
-  const int64_t B = noise.size(0);
-  for (size_t i = 0; i < segs.size(); ++i) {
-    const torch::Tensor sigma_src = torch::full({B}, segs[i].sigma_src, noise.options());
-    Policy p = model(x, sigma_src);
-    if (temperature != 1.0 && i + 1 < segs.size()) p = with_temperature(p, temperature);
-    r.sources.push_back(x);
-    r.policies.push_back(p);
-    x = integrate(p, x, sigma_src, torch::full({B}, segs[i].sigma_dst, noise.options()));
-  }
-  r.final = x;
+  r.final = run_steps(model, noise, segs, StepLoopOptions{temperature},
+                      [&r](const StepContext&, const PolicyPtr& p, const torch::Tensor& x_src, const torch::Tensor&) {
+                        r.sources.push_back(x_src);
+                        r.policies.push_back(p);
+                      });
   return r;
 }
 
@@ -34,8 +30,8 @@ torch::Tensor state_at(const Rollout& r, size_t step, double sigma) {
   torch::NoGradGuard no_grad;
   const torch::Tensor& x = r.sources[step];
   const auto opts = x.options();
-  return integrate(r.policies[step], x, torch::full({x.size(0)}, r.segments[step].sigma_src, opts),
-                   torch::full({x.size(0)}, sigma, opts));
+  return r.policies[step]->integrate(x, torch::full({x.size(0)}, r.segments[step].sigma_src, opts),
+                                     torch::full({x.size(0)}, sigma, opts));
 }
 
 std::vector<Segment> subdivide(const std::vector<Segment>& segs, int per_segment, double shift) {

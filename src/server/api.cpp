@@ -75,21 +75,90 @@ std::vector<std::string> parse_methods(const json& v, const ModelCatalog& c) {
   return out;
 }
 
+// Length of the well-formed UTF-8 sequence starting at s[i], or 0 when there is none (RFC 3629,
+// table 3-7 of the Unicode standard).
+size_t utf8_sequence(const std::string& s, size_t i) {
+  const auto byte = [&](size_t k) { return k < s.size() ? static_cast<uint8_t>(s[k]) : 0; };
+  const auto cont = [&](size_t k, uint8_t lo = 0x80, uint8_t hi = 0xBF) { return byte(k) >= lo && byte(k) <= hi; };
+  const uint8_t b = byte(i);
+  if (b < 0x80) return 1;
+  if (b >= 0xC2 && b <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (b >= 0xE0 && b <= 0xEF) {
+    const bool second = b == 0xE0 ? cont(i + 1, 0xA0) : b == 0xED ? cont(i + 1, 0x80, 0x9F) : cont(i + 1);
+    return second && cont(i + 2) ? 3 : 0;
+  }
+  if (b >= 0xF0 && b <= 0xF4) {
+    const bool second = b == 0xF0 ? cont(i + 1, 0x90) : b == 0xF4 ? cont(i + 1, 0x80, 0x8F) : cont(i + 1);
+    return second && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  }
+  return 0;
+}
+
+// The key whose name or value holds the first invalid byte of `body`, or "" when that cannot be
+// told: the body with every invalid byte replaced is parsed again and searched for the marker.
+std::string field_with_invalid_utf8(const std::string& body) {
+  std::string marked;
+  for (size_t i = 0; i < body.size();) {
+    const size_t n = utf8_sequence(body, i);
+    marked += n ? body.substr(i, n) : "\xEF\xBF\xBD";  // U+FFFD
+    i += n ? n : 1;
+  }
+  const json j = json::parse(marked, nullptr, false);
+  if (!j.is_object()) return "";
+  for (const auto& [key, value] : j.items())
+    if (key.find("\xEF\xBF\xBD") != std::string::npos || value.dump().find("\xEF\xBF\xBD") != std::string::npos)
+      return key;
+  return "";
+}
+
 }  // namespace
+
+size_t invalid_utf8_offset(const std::string& text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = utf8_sequence(text, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string::npos;
+}
+
+std::string to_valid_utf8(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = utf8_sequence(text, i);
+    out += n ? text.substr(i, n) : "?";
+    i += n ? n : 1;
+  }
+  return out;
+}
 
 GenerateRequest parse_generate_request(const std::string& body, const ModelCatalog& catalog,
                                        const ServerLimits& limits, uint64_t random_seed) {
+  // Checked first: nlohmann::json refuses such bytes too, but its message quotes them, and a
+  // message that is not UTF-8 cannot be sent back as JSON (issue 17: it became a 500).
+  if (const size_t at = invalid_utf8_offset(body); at != std::string::npos) {
+    static const char* hex = "0123456789ABCDEF";
+    const auto b = static_cast<uint8_t>(body[at]);
+    const std::string field = field_with_invalid_utf8(body);
+    throw RequestError(field, std::string("the body is not valid UTF-8: byte 0x") + hex[b >> 4] + hex[b & 15] +
+                                  " at offset " + std::to_string(at) +
+                                  (field.empty() ? "" : " (in '" + field + "')") + " starts no UTF-8 character; JSON "
+                                  "text must be UTF-8");
+  }
   json j;
   try {
     j = json::parse(body);
   } catch (const json::exception& e) {  // a syntax error, or a number too large for a double (406)
-    throw RequestError("", std::string("malformed JSON: ") + e.what());
+    // The message quotes the last bytes read, which may end inside a multi-byte character.
+    throw RequestError("", "malformed JSON: " + to_valid_utf8(e.what()));
   }
   if (!j.is_object()) throw RequestError("", "the body must be a JSON object, got " + shown(j));
-  static const std::set<std::string> known = {"class", "seed", "n", "method", "steps", "teacher_steps"};
+  static const std::set<std::string> known = {"class", "seed", "n", "method", "steps", "teacher_steps", "stream"};
   for (const auto& [key, value] : j.items())
     if (!known.count(key))
-      throw RequestError(key, "unknown field '" + key + "' (known: class, seed, n, method, steps, teacher_steps)");
+      throw RequestError(key, "unknown field '" + key +
+                                  "' (known: class, seed, n, method, steps, teacher_steps, stream)");
 
   GenerateRequest r;
   r.n = limits.default_n;
@@ -122,6 +191,10 @@ GenerateRequest parse_generate_request(const std::string& body, const ModelCatal
   }
   if (j.contains("teacher_steps"))
     r.teacher_steps = static_cast<int>(integer_in(j["teacher_steps"], "teacher_steps", 1, limits.max_teacher_steps));
+  if (j.contains("stream") && !j["stream"].is_null()) {
+    if (!j["stream"].is_boolean()) throw RequestError("stream", "stream must be true or false, got " + shown(j["stream"]));
+    r.stream = j["stream"].get<bool>();
+  }
   return r;
 }
 
@@ -176,6 +249,14 @@ json result_json(const GenerateRequest& r, const ModelCatalog& c, const Generate
           {"results", results},
           {"queue_ms", queue_ms},
           {"total_ms", total_ms}};
+}
+
+std::string sse_event(const std::string& name, const json& data) {
+  return "event: " + name + "\ndata: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+json progress_json(const std::string& job, const StepProgress& p) {
+  return {{"job", job}, {"method", p.method}, {"step", p.step}, {"total", p.total}, {"elapsed_ms", p.elapsed_ms}};
 }
 
 std::string base64_encode(const std::string& in) {

@@ -8,9 +8,9 @@
 
 #include "arcflow/io/idx.h"
 #include "arcflow/io/png.h"
-#include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
 #include "arcflow/models/lora.h"
+#include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/sampling/student_sampling.h"
 
@@ -19,8 +19,8 @@ namespace arcflow::server {
 struct ImageGenerator::Impl {
   torch::Device device{torch::kCPU};
   int threads = 1;
-  DiT teacher{nullptr};
-  std::vector<DiTStudent> students;  // parallel to catalog.adapters
+  NetworkPtr teacher;
+  std::vector<LoRAStudent> students;  // parallel to catalog.adapters
   ModelCatalog catalog;
 };
 
@@ -41,50 +41,51 @@ ImageGenerator::ImageGenerator(const std::string& teacher_path, const std::vecto
   Impl& m = *impl_;
   m.device = torch::Device(device);
   m.threads = torch::get_num_threads();
-  m.teacher = load_dit(teacher_path, m.device);
-  const DiTConfig& cfg = m.teacher->config;
-  if (cfg.in_channels != 1 && cfg.in_channels != 3)
-    throw std::runtime_error(teacher_path + ": the model has " + std::to_string(cfg.in_channels) +
-                             " channels; images need 1 (gray) or 3 (RGB)");
+  m.teacher = load_network(teacher_path, m.device);
+  const std::vector<int64_t> shape = m.teacher->sample_shape();
+  if (shape.size() != 3 || (shape[0] != 1 && shape[0] != 3) || shape[1] != shape[2] || m.teacher->num_classes() < 1)
+    throw std::runtime_error(teacher_path + ": arcflow serve needs a class-conditional model of square images with " +
+                             "1 (gray) or 3 (RGB) channels; this '" + m.teacher->kind() + "' model is not one");
   ModelCatalog& c = m.catalog;
   c.teacher_path = teacher_path;
-  c.channels = cfg.in_channels;
-  c.image_size = cfg.image_size;
-  c.num_classes = cfg.num_classes;
+  c.channels = shape[0];
+  c.image_size = shape[1];
+  c.num_classes = m.teacher->num_classes();
   const auto& fashion = io::fashion_mnist_class_names();
-  for (int64_t k = 0; k < cfg.num_classes; ++k)
-    c.class_names.push_back(cfg.num_classes == static_cast<int64_t>(fashion.size()) ? fashion[k]
-                                                                                     : "class " + std::to_string(k));
+  for (int64_t k = 0; k < c.num_classes; ++k)
+    c.class_names.push_back(c.num_classes == static_cast<int64_t>(fashion.size()) ? fashion[k]
+                                                                                   : "class " + std::to_string(k));
   std::set<std::string> names;
   for (const AdapterFile& a : adapters) {
     if (a.name == kTeacherMethod || !names.insert(a.name).second)
       throw std::invalid_argument("--adapter: the name '" + a.name + "' is " +
                                   (a.name == kTeacherMethod ? "reserved for the teacher" : "given twice"));
     io::Metadata meta;
-    DiTStudent st = load_adapter(m.teacher, a.path, &meta);
+    LoRAStudent st = load_adapter(m.teacher, a.path, &meta);
     st->to(m.device);
     st->eval();
-    fuse_lora(*st->base);
+    st->fuse_lora();
     AdapterInfo info;
     info.name = a.name;
     info.path = a.path;
     info.K = st->config.K;
     const StudentSampling distilled = distilled_sampling(meta, a.path);
     info.nfe = distilled.nfe;
-    info.policy = meta.count("policy") ? meta.at("policy") : (info.K == 1 ? "linear" : "arcflow");
+    info.policy = st->config.policy == "arcflow" && info.K == 1 ? "linear" : st->config.policy;
     info.shift = distilled.shift;
     info.timestep_ratio = distilled.timestep_ratio;
+    info.total_substeps = distilled.total_substeps;
     c.adapters.push_back(info);
     m.students.push_back(st);
   }
-  m.teacher->eval();
+  m.teacher->module().eval();
 }
 
 ImageGenerator::~ImageGenerator() = default;
 
 const ModelCatalog& ImageGenerator::catalog() const { return impl_->catalog; }
 
-GenerateResult ImageGenerator::run(const GenerateRequest& r) {
+GenerateResult ImageGenerator::run(const GenerateRequest& r, const ProgressCallback& on_step) {
   Impl& m = *impl_;
   if (torch::get_num_threads() != m.threads) torch::set_num_threads(m.threads);
   const ModelCatalog& c = m.catalog;
@@ -100,13 +101,19 @@ GenerateResult ImageGenerator::run(const GenerateRequest& r) {
     res.method = method;
     torch::Tensor samples;
     const auto t0 = std::chrono::steady_clock::now();
+    SamplerCallback step_cb;
+    if (on_step)
+      step_cb = [&](const StepInfo& info) {
+        on_step({method, info.step + 1, info.total,
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()});
+      };
     if (method == kTeacherMethod) {
       TeacherSampling s;
       s.sampler = c.teacher_sampler;
       s.cfg_scale = c.cfg_scale;
       s.steps = r.teacher_steps;
       s.max_batch = 64;
-      samples = sample_teacher(m.teacher, noise, labels, s);
+      samples = sample_teacher(m.teacher, noise, Condition::labels(labels), s, step_cb);
       res.steps = s.steps;
       res.nfe = teacher_nfe(s);
     } else {
@@ -118,8 +125,9 @@ GenerateResult ImageGenerator::run(const GenerateRequest& r) {
       s.nfe = r.student_steps.value_or(a.nfe);
       s.shift = a.shift;
       s.timestep_ratio = a.timestep_ratio;
+      s.total_substeps = a.total_substeps;
       s.max_batch = 64;
-      samples = sample_student(m.students[i], noise, labels, s);
+      samples = sample_student(*m.students[i], noise, Condition::labels(labels), s, step_cb);
       res.steps = s.nfe;
       res.nfe = s.nfe;
     }

@@ -12,13 +12,13 @@ JobQueue::JobQueue(size_t capacity) : capacity_(capacity) {
 
 JobQueue::~JobQueue() { shutdown(); }
 
-std::optional<std::future<void>> JobQueue::try_submit(Job job) {
+std::optional<std::future<void>> JobQueue::try_submit(Job job, uint64_t tag) {
   std::packaged_task<void()> task(std::move(job));
   std::future<void> f = task.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ || jobs_.size() >= capacity_) return std::nullopt;
-    jobs_.push_back(std::move(task));
+    jobs_.push_back({std::move(task), tag});
   }
   cv_.notify_one();
   return f;
@@ -34,8 +34,29 @@ bool JobQueue::busy() const {
   return running_job_;
 }
 
+std::optional<size_t> JobQueue::position(uint64_t tag) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < jobs_.size(); ++i)
+    if (tag != 0 && jobs_[i].tag == tag) return i + 1;
+  return std::nullopt;
+}
+
+bool JobQueue::remove(uint64_t tag) {
+  std::packaged_task<void()> dropped;  // destroyed unrun, outside the lock: its future throws broken_promise
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = jobs_.begin(); it != jobs_.end(); ++it)
+      if (tag != 0 && it->tag == tag) {
+        dropped = std::move(it->task);
+        jobs_.erase(it);
+        return true;
+      }
+  }
+  return false;
+}
+
 void JobQueue::shutdown() {
-  std::deque<std::packaged_task<void()>> dropped;
+  std::deque<Waiting> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -53,7 +74,7 @@ void JobQueue::work() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
       if (jobs_.empty()) return;  // stopping
-      task = std::move(jobs_.front());
+      task = std::move(jobs_.front().task);
       jobs_.pop_front();
       running_job_ = true;
     }

@@ -85,48 +85,38 @@ ToyMLP train_teacher(const ToyConfig& cfg, at::Generator& gen, ToyResult& res) {
   return teacher;
 }
 
-ToyStudent distill_student(const ToyConfig& cfg, ToyMLP teacher, int64_t K, const std::string& label,
-                           double& seconds, std::vector<double>& losses) {
-  torch::manual_seed(cfg.seed + 1);  // the same head noise and LoRA init for both students
-  ToyStudentConfig scfg;
+ToyStudentRun distill_student(const ToyConfig& cfg, const ToyMLP& teacher, const std::string& name,
+                              const std::string& policy, int64_t K) {
+  torch::manual_seed(cfg.seed + 1);  // the same head noise and LoRA init for every student
+  StudentConfig scfg;
+  scfg.policy = policy;
   scfg.K = K;
   scfg.lora.rank = cfg.lora_rank;
   scfg.lora.alpha = cfg.lora_rank;
-  ToyStudent student(teacher, scfg);
+  ToyStudentRun run{name, LoRAStudent(teacher.ptr(), scfg), 0.0, {}};
+  LoRAStudent student = run.student;
   student->to(cfg.device);
-  student->train();
-
-  DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) mutable {
-    return student->forward(x, sigma);
-  };
-  prob.teacher = [teacher](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) mutable {
-    return teacher->forward(x, sigma);
-  };
-  prob.sample_shape = {2};
-  prob.params = student->main_parameters();
-  prob.log_gamma_params = student->log_gamma_parameters();
-  prob.device = cfg.device;
   DistillConfig d = cfg.distill;
   d.nfe = cfg.nfe;
   d.shift = cfg.shift;
-  d.seed = cfg.seed + 2;  // the same noise and walk points for both students
-  Distiller distiller(prob, d);
+  d.seed = cfg.seed + 2;  // the same noise and walk points for every student
+  Distiller distiller(make_distill_problem(student, teacher.ptr(), 1.0, d, cfg.device), d);
 
+  const std::string label = name + "-" + std::to_string(cfg.nfe);
   ProgressBar bar(label, cfg.distill_iters, cfg.progress);
   const auto t0 = Clock::now();
   for (int it = 1; it <= cfg.distill_iters; ++it) {
     const DistillStats st = distiller.step();
-    losses.push_back(st.loss);
+    run.losses.push_back(st.loss);
     std::string extra;
     for (size_t i = 0; i < st.step_losses.size(); ++i) extra += "L" + std::to_string(i + 1) + " " + fmt("%.4f ", st.step_losses[i]);
     bar.update(it, extra + "tr " + fmt("%.2f", st.teacher_ratio));
   }
   bar.finish();
-  seconds = seconds_since(t0);
+  run.seconds = seconds_since(t0);
   distiller.load_ema_into_params();
   student->eval();
-  return student;
+  return run;
 }
 
 // Squared Euclidean distance per sample, averaged over samples.
@@ -142,13 +132,10 @@ ToyResult run_toy(const ToyConfig& cfg) {
   res.config = cfg;
   at::Generator gen = at::detail::createCPUGenerator(cfg.seed);
   ToyMLP teacher = train_teacher(cfg, gen, res);
-  ToyStudent linear = distill_student(cfg, teacher, 1, "linear-" + std::to_string(cfg.nfe), res.linear_seconds,
-                                      res.linear_losses);
-  ToyStudent arc = distill_student(cfg, teacher, cfg.K, "arcflow-" + std::to_string(cfg.nfe), res.arcflow_seconds,
-                                   res.arcflow_losses);
   res.teacher = teacher;
-  res.linear = linear;
-  res.arcflow = arc;
+  res.students.push_back(distill_student(cfg, teacher, "linear", "arcflow", 1));
+  res.students.push_back(distill_student(cfg, teacher, "gmflow", "gmflow", cfg.K));
+  res.students.push_back(distill_student(cfg, teacher, "arcflow", "arcflow", cfg.K));
 
   // Evaluation from one set of noises.
   at::Generator eval_gen = at::detail::createCPUGenerator(cfg.seed + 1000);
@@ -160,10 +147,10 @@ ToyResult run_toy(const ToyConfig& cfg) {
   const int per = std::max(cfg.path_points, (128 + cfg.nfe - 1) / cfg.nfe);
   const auto grid = subdivide(segs, per, cfg.shift);
 
-  const PolicyModel teacher_euler = euler_policy([teacher](const torch::Tensor& x, const torch::Tensor& s) mutable {
+  const PolicyFn teacher_euler = euler_policy([teacher](const torch::Tensor& x, const torch::Tensor& s) mutable {
     return teacher->forward(x, s);
   });
-  auto timed_rollout = [&](const PolicyModel& m, const std::vector<Segment>& sg, double& ms) {
+  auto timed_rollout = [&](const PolicyFn& m, const std::vector<Segment>& sg, double& ms) {
     const auto t0 = Clock::now();
     Rollout r = rollout(m, noise, sg);
     ms = 1000.0 * seconds_since(t0) / n;
@@ -189,7 +176,7 @@ ToyResult run_toy(const ToyConfig& cfg) {
   }
   res.rows.push_back(ref_row);
 
-  auto evaluate = [&](const std::string& method, const PolicyModel& m) {
+  auto evaluate = [&](const std::string& method, const PolicyFn& m) {
     ToyRow row{method + "-" + std::to_string(cfg.nfe), cfg.nfe};
     const Rollout r = timed_rollout(m, segs, row.ms_per_sample);
     row.endpoint_mse = mean_sq_dist(r.final, ref.final);
@@ -212,9 +199,20 @@ ToyResult run_toy(const ToyConfig& cfg) {
     res.rows.push_back(row);
   };
   evaluate("teacher-euler", teacher_euler);
-  evaluate("linear", [linear](const torch::Tensor& x, const torch::Tensor& s) mutable { return linear->forward(x, s); });
-  evaluate("arcflow", [arc](const torch::Tensor& x, const torch::Tensor& s) mutable { return arc->forward(x, s); });
+  for (const ToyStudentRun& run : res.students) {
+    LoRAStudent st = run.student;
+    st->integration = IntegrationOptions{cfg.shift, cfg.distill.total_substeps};
+    evaluate(run.name, [st](const torch::Tensor& x, const torch::Tensor& s) mutable {
+      return st->policy(x, s, Condition());
+    });
+  }
   return res;
+}
+
+const ToyStudentRun& ToyResult::student(const std::string& name) const {
+  for (const auto& s : students)
+    if (s.name == name) return s;
+  throw std::out_of_range("toy result has no student '" + name + "'");
 }
 
 }  // namespace arcflow

@@ -8,6 +8,7 @@
 #include "arcflow/io/canvas.h"
 #include "arcflow/io/png.h"
 #include "arcflow/io/safetensors.h"
+#include "arcflow/models/registry.h"
 #include "arcflow/models/weights.h"
 #include "arcflow/toy/pipeline.h"
 
@@ -52,20 +53,6 @@ std::string num(double v, const char* f = "%.4g") {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
-}
-
-// The student's trainable tensors (LoRA + head), named as in the teacher (trunk. stripped).
-void save_student(ToyStudent& s, const std::string& path, const nlohmann::json& config) {
-  io::TensorMap t;
-  for (const auto& p : s->named_parameters(true)) {
-    if (!p.value().requires_grad()) continue;
-    std::string key = p.key();
-    if (key.rfind("trunk.", 0) == 0) key = key.substr(6);
-    t[key] = p.value().detach().cpu();
-  }
-  io::save_safetensors(path, t, {{"config", config.dump()}, {"lora_rank", std::to_string(s->config.lora.rank)},
-                                 {"lora_alpha", std::to_string(s->config.lora.alpha)},
-                                 {"K", std::to_string(s->config.K)}});
 }
 
 }  // namespace
@@ -120,20 +107,22 @@ std::string write_toy_report(const ToyResult& res, const std::string& dir) {
   j["training"] = {{"teacher_iters", cfg.teacher_iters},     {"teacher_batch", cfg.teacher_batch},
                    {"teacher_seconds", res.teacher_seconds}, {"teacher_final_loss", res.teacher_final_loss},
                    {"distill_iters", cfg.distill_iters},     {"distill_batch", cfg.distill.batch_size},
-                   {"linear_seconds", res.linear_seconds},   {"arcflow_seconds", res.arcflow_seconds},
-                   {"linear_losses", res.linear_losses},     {"arcflow_losses", res.arcflow_losses}};
+                   {"students", nlohmann::json::object()}};
+  for (const auto& st : res.students)
+    j["training"]["students"][st.name] = {{"seconds", st.seconds}, {"losses", st.losses},
+                                          {"policy", st.student->config.policy}, {"K", st.student->config.K}};
   j["metrics"] = {
       {"endpoint_mse", "mean over samples of the squared Euclidean distance to the reference endpoint from the same noise"},
       {"path_mse", "the same between the closed-form path and the reference path, averaged over the reference grid points (>= 64 per step)"},
       {"swd", "sliced Wasserstein-2 distance (256 directions) to fresh data samples"}};
   io::write_file_atomic(dir + "/report.json", j.dump(2) + "\n");
 
-  const auto& tm = cfg.teacher_model;
-  const nlohmann::json teacher_cfg = {{"model", "toy_mlp"}, {"hidden", tm.hidden}, {"depth", tm.depth},
-                                      {"time_dim", tm.time_dim}, {"data", cfg.data}};
-  if (ToyMLP t = res.teacher) save_weights(*t, dir + "/teacher.safetensors", {{"config", teacher_cfg.dump()}});
-  for (auto [name, s] : {std::pair<std::string, ToyStudent>{"linear", res.linear}, {"arcflow", res.arcflow}})
-    if (s) save_student(s, dir + "/" + name + ".safetensors", {{"teacher", teacher_cfg}, {"nfe", cfg.nfe}, {"shift", cfg.shift}});
+  // The teacher and the students as arcflow files: `arcflow sample`-style loaders read them back.
+  if (ToyMLP t = res.teacher) save_network(*t, dir + "/teacher.safetensors", {{"data", cfg.data}});
+  for (auto st : res.students)
+    save_adapter(st.student, dir + "/" + st.name + ".safetensors",
+                 {{"nfe", std::to_string(cfg.nfe)}, {"shift", std::to_string(cfg.shift)},
+                  {"total_substeps", std::to_string(cfg.distill.total_substeps)}, {"data", cfg.data}});
 
   std::ostringstream h;
   h << "<!doctype html><html><head><meta charset=\"utf-8\"><title>arcflow toy: " << cfg.data << "</title>"
@@ -144,8 +133,10 @@ std::string write_toy_report(const ToyResult& res, const std::string& dir) {
   h << "<h1>arcflow toy: " << cfg.data << "</h1><p>shift " << cfg.shift << ", " << cfg.nfe << " NFE, K = " << cfg.K
     << ", seed " << cfg.seed << ". Teacher: " << cfg.teacher_iters << " flow-matching iterations ("
     << num(res.teacher_seconds, "%.1f") << " s). Students: " << cfg.distill_iters
-    << " distillation iterations each (linear " << num(res.linear_seconds, "%.1f") << " s, ArcFlow "
-    << num(res.arcflow_seconds, "%.1f") << " s).</p>";
+    << " distillation iterations each (";
+  for (size_t i = 0; i < res.students.size(); ++i)
+    h << (i ? ", " : "") << res.students[i].name << " " << num(res.students[i].seconds, "%.1f") << " s";
+  h << ").</p>";
   h << "<table><tr><th>method</th><th>NFE</th><th>endpoint MSE</th><th>path MSE</th><th>SWD</th><th>ms/sample</th></tr>";
   for (const auto& r : res.rows)
     h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << num(r.endpoint_mse) << "</td><td>"

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "arcflow/core/schedule.h"
+#include "arcflow/core/step_loop.h"
 
 namespace arcflow {
 
@@ -71,43 +72,46 @@ std::vector<double> Distiller::micro_batch(int64_t B, at::Generator& gen, double
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   std::vector<double> losses;
 
-  torch::Tensor cond = problem_.sample_conditions ? problem_.sample_conditions(B, gen) : torch::Tensor();
-  if (cond.defined()) cond = cond.to(dev);
+  Condition cond = problem_.sample_conditions ? problem_.sample_conditions(B, gen) : Condition();
+  cond = cond.to(dev);
   // Noise is drawn on the CPU so that a seed gives the same samples on every device.
-  torch::Tensor x = torch::randn(batch_shape(B, problem_.sample_shape), gen).to(dev);
-  const auto dtype = x.scalar_type();
+  const torch::Tensor noise = torch::randn(batch_shape(B, problem_.sample_shape), gen).to(dev);
+  const auto dtype = noise.scalar_type();
   auto sig = [&](const torch::Tensor& tau) { return warp(tau, cfg_.shift).to(dev, dtype); };
   const double substep = 1.0 / cfg_.total_substeps;
 
-  for (const Segment& seg : segments(cfg_.nfe, cfg_.shift, cfg_.timestep_ratio)) {
+  // One student step (steps 2-5): the walk inside the segment, the step's loss and its backward
+  // pass; returns the state at the segment's end, where the next student step starts.
+  const StepAdvance walk = [&](const PolicyPtr& P, const torch::Tensor& x_src, const StepContext& ctx) {
+    const Segment& seg = ctx.segment;
     const double L = seg.length();
     const double W = std::min(cfg_.window_substeps * substep, L);
-    const torch::Tensor sigma_src = torch::full({B}, seg.sigma_src, x.options());
-    const Policy P = problem_.student(x, sigma_src, cond);
-    const Policy Pd = dropout_components(detached(P), cfg_.component_dropout, gen);
+    const PolicyPtr Pd = P->detached()->dropout(cfg_.component_dropout, gen);
 
     // Step 3: the walk's student and teacher intervals inside the segment (raw time).
-    const torch::Tensor walk = torch::full({B}, L - W, f64);
-    const torch::Tensor student_iv = random_intervals(B, M, walk * (1.0 - teacher_ratio), gen);
-    const torch::Tensor teacher_iv = random_intervals(B, M - 1, walk * teacher_ratio, gen);
+    const torch::Tensor span = torch::full({B}, L - W, f64);
+    const torch::Tensor student_iv = random_intervals(B, M, span * (1.0 - teacher_ratio), gen);
+    const torch::Tensor teacher_iv = random_intervals(B, M - 1, span * teacher_ratio, gen);
 
     // Step 4: walk M states; collect the student's predictions and the teacher's velocities.
+    torch::Tensor x = x_src;
     torch::Tensor tau = torch::full({B}, seg.tau_src, f64);
     torch::Tensor loss = torch::zeros({}, x.options());
     for (int64_t j = 0; j < M; ++j) {
       const torch::Tensor tau_a = tau - student_iv.select(1, j);
       const torch::Tensor sigma_a = sig(tau_a);
-      const torch::Tensor x_a = integrate(Pd, x, sig(tau), sigma_a);
+      const torch::Tensor x_a = Pd->integrate(x, sig(tau), sigma_a);
       torch::Tensor u_t;
       {
         torch::NoGradGuard no_grad;
         u_t = problem_.teacher(x_a, sigma_a, cond);
       }
       const torch::Tensor tau_b = tau_a - teacher_iv.select(1, j);
-      // Mean velocity over [tau_a, tau_b - W], or the instantaneous one when that is < 2 substeps.
+      // Mean velocity over [tau_a, tau_b - W], or the instantaneous one when that is < 2 substeps
+      // (policies without a closed form always predict the instantaneous velocity).
       torch::Tensor span_end = tau_b - W;
       span_end = torch::where(tau_a - span_end < 2.0 * substep, tau_a, span_end);
-      const torch::Tensor pred = mean_velocity(P, sigma_a, sig(span_end));
+      const torch::Tensor pred = P->imitation_velocity(x_a, sigma_a, sig(span_end));
       loss = loss + (pred - u_t).pow(2).mean();
       // Move by the teacher interval with one Euler step of the teacher velocity.
       const torch::Tensor sigma_b = sig(tau_b);
@@ -119,9 +123,12 @@ std::vector<double> Distiller::micro_batch(int64_t B, at::Generator& gen, double
     const double value = loss.item<double>();
     losses.push_back(value);
     if (std::isfinite(value)) (loss * weight).backward();
-    const torch::Tensor sigma_dst = torch::full({B}, seg.sigma_dst, x.options());
-    x = integrate(Pd, x, sig(tau), sigma_dst).detach();
-  }
+    return Pd->integrate(x, sig(tau), ctx.sigma_dst).detach();
+  };
+  const PolicyFn student = [&](const torch::Tensor& x, const torch::Tensor& sigma) {
+    return problem_.student(x, sigma, cond);
+  };
+  run_steps(student, noise, segments(cfg_.nfe, cfg_.shift, cfg_.timestep_ratio), {}, nullptr, walk);
   return losses;
 }
 
@@ -261,6 +268,28 @@ void Distiller::restore(const Checkpoint& ckpt, const std::string& source) {
 void Distiller::load_ema_into_params() {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < all_params_.size(); ++i) all_params_[i].copy_(ema_[i]);
+}
+
+DistillProblem make_distill_problem(LoRAStudent student, const NetworkPtr& teacher, double guidance,
+                                    const DistillConfig& cfg, torch::Device device) {
+  teacher->module().eval();
+  freeze(teacher->module());
+  student->train();
+  student->integration = IntegrationOptions{cfg.shift, cfg.total_substeps};
+  auto guided = std::make_shared<GuidedTeacher>(teacher, guidance);
+  DistillProblem p;
+  p.student = [student](const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) mutable {
+    return student->policy(x, sigma, c);
+  };
+  p.teacher = [guided](const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) {
+    return guided->velocity(x, sigma, c);
+  };
+  p.sample_conditions = [teacher](int64_t batch, at::Generator& gen) { return teacher->random_condition(batch, gen); };
+  p.sample_shape = teacher->sample_shape();
+  p.params = student->main_parameters();
+  p.log_gamma_params = student->log_gamma_parameters();
+  p.device = device;
+  return p;
 }
 
 }  // namespace arcflow

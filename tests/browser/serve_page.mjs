@@ -1,8 +1,9 @@
 // End-to-end test of `arcflow serve`'s page in headless Chromium (Debian's /usr/bin/chromium driven
 // by playwright-core): starts the server on a free port, opens the page, picks a class, lowers the
 // teacher's steps (for speed), clicks Generate, waits until the teacher's and the student's images
-// have loaded (naturalWidth > 0), checks the timings are shown, opens the toy tab, saves a
-// screenshot, stops the server. Exit status 0 on success, 1 on failure.
+// have loaded (naturalWidth > 0), checks the timings and the full progress bars are shown, starts a
+// long request and cancels it (the server's worker must be free soon after), opens the toy tab,
+// saves a screenshot, stops the server. Exit status 0 on success, 1 on failure.
 //
 // Usage: node serve_page.mjs ARCFLOW_BINARY [SCREENSHOT.png]   (from the repository root: the
 // server reads models/). CHROMIUM=/path overrides the browser.
@@ -86,6 +87,9 @@ try {
     width: document.querySelector("#grid-student img").naturalWidth,
     caption: document.querySelector("#grid-teacher figcaption").textContent,
     status: document.querySelector("#status").textContent,
+    teacherProgress: document.querySelector("#progress-teacher").textContent,
+    studentProgress: document.querySelector("#progress-student").textContent,
+    teacherBar: document.querySelector("#bar-teacher").style.width,
   }));
   console.log(JSON.stringify(info));
   if (info.width !== 28) throw new Error("expected 28-pixel images, got " + info.width);
@@ -93,8 +97,32 @@ try {
   if (!/arcflow-2/.test(info.studentTitle)) throw new Error("student title should name arcflow-2: " + info.studentTitle);
   if (!/ms|s\b/.test(info.teacherTime) || !/ms|s\b/.test(info.studentTime)) throw new Error("timings missing");
   if (info.caption !== "Trouser") throw new Error("captions should name the chosen class, got " + info.caption);
+  if (!/^step 10 of 10/.test(info.teacherProgress) || parseFloat(info.teacherBar) !== 100)
+    throw new Error("the teacher's progress should end at step 10 of 10: " + info.teacherProgress + " " + info.teacherBar);
+  if (!/^step 2 of 2/.test(info.studentProgress)) throw new Error("student progress: " + info.studentProgress);
   await page.screenshot({ path: shot, fullPage: true });
   console.log("screenshot: " + shot);
+
+  // A long request, cancelled from the page: the server's worker is free again soon after.
+  await page.fill("#teacher-steps", "200");
+  await page.fill("#n", "4");
+  await page.click("#generate");
+  await page.waitForFunction(() => /^step /.test(document.querySelector("#progress-teacher").textContent),
+                             null, { timeout: 60000 });
+  await page.screenshot({ path: shot.replace(/\.png$/, "-progress.png"), fullPage: true });
+  const tCancel = Date.now();
+  await page.click("#cancel");
+  await page.waitForFunction(() => /^Cancelled/.test(document.querySelector("#status").textContent), null,
+                             { timeout: 15000 });
+  let freeMs = -1;
+  while (Date.now() - tCancel < 20000) {
+    const h = await (await fetch(url + "/healthz")).json();
+    if (!h.busy && h.queue_depth === 0) { freeMs = Date.now() - tCancel; break; }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (freeMs < 0) throw new Error("the worker was still busy 20 s after Cancel");
+  console.log("cancel: the server's worker was free " + freeMs + " ms after the Cancel click");
+  await page.fill("#teacher-steps", "10");
 
   // A bad value is reported with the field's name.
   await page.fill("#n", "99");

@@ -1,7 +1,7 @@
 #!/bin/sh
 # CTest cli.serve: `arcflow serve` from the command line. Bad files and flags fail at once with an
 # error line naming them (before any port is bound); a real server on a free port (--port 0) answers /healthz and
-# stops cleanly (exit 0, "stopped") on SIGINT. Usage: serve.sh ARCFLOW_BINARY (from the repository
+# a streamed request (server-sent events ending with the result) and stops cleanly (exit 0, "stopped") on SIGINT. Usage: serve.sh ARCFLOW_BINARY (from the repository
 # root: it reads models/).
 set -u
 bin=$1
@@ -32,6 +32,8 @@ expect "models/teacher.safetensors" --adapter "x=models/teacher.safetensors"
 expect "--max-n" --max-n 0
 expect "--port" --port 70000
 expect "--queue" --queue 0
+expect "--max-connections" --max-connections 0
+expect "--idle-timeout" --idle-timeout 0
 
 # A real one: start, ask, stop with Ctrl-C.
 "$bin" serve --port 0 --toy-dir "$d" > "$d/log" 2>&1 &
@@ -50,6 +52,13 @@ health=$(curl -s "http://127.0.0.1:$port/healthz" 2>&1 || true)
 case "$health" in
   *'"status":"ok"'*) echo "ok: /healthz on port $port -> $health" ;;
   *) echo "FAIL: /healthz on port $port -> $health"; fail=1 ;;
+esac
+events=$(curl -s -N -m 60 -X POST "http://127.0.0.1:$port/v1/generate" \
+  -d '{"n": 1, "seed": 1, "teacher_steps": 2, "stream": true}' 2>&1 | grep '^event:' | tr '\n' ' ')
+case "$events" in
+  "event: queued event: started event: progress event: progress event: progress event: progress event: result ")
+    echo "ok: streamed request -> $events" ;;
+  *) echo "FAIL: streamed request -> $events"; fail=1 ;;
 esac
 kill -INT "$pid"
 i=0

@@ -1,6 +1,8 @@
 // libFuzzer harness: the body of POST /v1/generate (`arcflow serve`), which comes from the network.
-// Any malformed body must throw server::RequestError (the server answers 400 naming the field);
-// an accepted one must respect every limit, so the generator never sees a request it cannot run.
+// Any malformed body must throw server::RequestError (the server answers 400 naming the field)
+// whose message can be sent back as JSON (UTF-8: issue 17, a body with invalid UTF-8 was quoted in
+// the message and the answer became a 500); an accepted one must respect every limit, so the
+// generator never sees a request it cannot run.
 #include <algorithm>
 
 #include "arcflow/server/api.h"
@@ -33,7 +35,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   server::GenerateRequest r;
   try {
     r = server::parse_generate_request(body, cat, limits, 42);
-  } catch (const server::RequestError&) {
+  } catch (const server::RequestError& e) {
+    try {
+      (void)server::error_json(e.what(), e.field()).dump();  // strict: throws on invalid UTF-8
+    } catch (const std::exception& x) {
+      violation(std::string("the error cannot be sent as JSON: ") + x.what());
+    }
     return 0;
   } catch (const std::exception& e) {
     violation(std::string("not a RequestError: ") + e.what());
@@ -60,4 +67,5 @@ void arcflow::fuzz::write_seeds(const std::string& dir) {
   write_seed(dir, "one.json", R"({"method": "linear-2", "n": 1})");
   write_seed(dir, "nulls.json", R"({"class": null, "seed": null})");
   write_seed(dir, "bad.json", R"({"n": -1, "method": ["teacher", "teacher"], "extra": {"x": [1.5e300]}})");
+  write_seed(dir, "utf8.json", "{\"method\": \"caf\xc3\xa9\", \"n\": 2, \"stream\": true}");
 }

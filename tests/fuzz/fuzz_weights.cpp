@@ -8,7 +8,7 @@
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/classifier.h"
 #include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/student.h"
 #include "fuzz_util.h"
 #include "tiny_models.h"
 
@@ -49,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   torch::NoGradGuard no_grad;
   try {
     if (which == 0) {
-      DiTStudent s = load_adapter(tiny_teacher(), path);
+      LoRAStudent s = load_adapter(tiny_teacher().ptr(), path);
     } else if (which == 1) {
       DiT m = load_dit(path);
     } else {
@@ -76,10 +76,10 @@ void arcflow::fuzz::write_seeds(const std::string& dir) {
     std::remove(tmp.c_str());
     write_seed(dir, name, bytes);
   };
-  DiTStudentConfig sc;
+  StudentConfig sc;
   sc.K = 2;
   sc.lora.rank = 2;
-  DiTStudent student(tiny_teacher(), sc);
+  LoRAStudent student(tiny_teacher().ptr(), sc);
   save_adapter(student, tmp);
   seed_from("adapter", '\0');
   DiT teacher(tiny_teacher_config());

@@ -37,17 +37,17 @@
 
 #include "arcflow/evaluation/fid.h"
 #include "arcflow/models/classifier.h"
-#include "arcflow/models/dit.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/network.h"
+#include "arcflow/models/student.h"
 #include "arcflow/sampling/student_sampling.h"
 
 namespace arcflow {
 
-// A distilled student to put in the table (one row). The same DiTStudent may appear in several
+// A distilled student to put in the table (one row). The same student may appear in several
 // entries with different sampling (e.g. nfe 2 and 4). Fuse its LoRA first for speed (fuse_lora).
 struct BenchmarkStudent {
   std::string name;  // row name, e.g. "arcflow-2"; must be unique in the table
-  DiTStudent student{nullptr};
+  LoRAStudent student{nullptr};
   StudentSampling sampling;
 };
 
@@ -87,11 +87,11 @@ struct BenchmarkTable {
 using BenchmarkProgress = std::function<void(const std::string& method, int64_t done, int64_t total)>;
 
 // Builds the table described above. `reference` holds the classifier-feature statistics of the real
-// images (feature_stats of classify_images(clf, test images).features). The classifier must take the
-// teacher's image shape and have the teacher's number of classes; students must belong to a teacher
+// images (feature_stats of classify_images(clf, test images).features). The teacher must be
+// class-conditional, the classifier must take the teacher's image shape and have its number of classes; students must belong to a teacher
 // of the same config. Throws std::invalid_argument naming the problem (bad options, shape or class
 // mismatch, duplicate or empty row names, invalid student sampling).
-BenchmarkTable run_benchmark(DiT& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
+BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
                              const FeatureStats& reference, const BenchmarkOptions& opt,
                              const BenchmarkProgress& progress = nullptr);
 

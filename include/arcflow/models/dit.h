@@ -38,7 +38,10 @@
 
 #include <string>
 
+#include "arcflow/io/safetensors.h"
 #include "arcflow/models/lora.h"
+#include "arcflow/models/network.h"
+#include "arcflow/models/weights.h"  // count_parameters
 
 namespace arcflow {
 
@@ -120,7 +123,10 @@ class FinalNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(FinalNorm);
 
-class DiTImpl : public torch::nn::Module {
+// The DiT is a registered Network (models/network.h, kind "dit"): conditions are class labels
+// ("labels", (B) int64 in 0..num_classes, num_classes = the null class; an empty condition is
+// the null class), the head input is features() with the conditioning c as the embedding.
+class DiTImpl : public torch::nn::Module, public Network {
  public:
   explicit DiTImpl(const DiTConfig& cfg);
 
@@ -137,6 +143,25 @@ class DiTImpl : public torch::nn::Module {
   torch::Tensor embed_patches(const torch::Tensor& x);
   // c = t_embedder(sigma * 1000) + y_embedder(y), (B, D).
   torch::Tensor conditioning(const torch::Tensor& sigma, const torch::Tensor& y, int64_t batch);
+
+  // Network
+  torch::Tensor velocity(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) override;
+  std::vector<int64_t> sample_shape() const override;
+  torch::Device device() const override { return proj_out->weight.device(); }
+  void check_condition(const Condition& c, int64_t batch) const override;
+  torch::nn::Module& module() override { return *this; }
+  std::string kind() const override { return "dit"; }
+  nlohmann::json config_json() const override { return config.to_json(); }
+  NetworkPtr copy_network() override;
+  HeadInput head_input(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) override;
+  LoRALinear output_layer() override { return proj_out; }
+  HeadLayout head_layout() const override;
+  std::vector<std::string> default_lora_targets() const override;
+  std::string final_norm_module() const override { return "norm_out"; }
+  int64_t num_classes() const override { return config.num_classes; }
+  bool has_null_condition() const override { return true; }
+  Condition null_condition(const Condition& c) const override;
+  double forward_flops(int64_t batch) const override;
 
   DiTConfig config;
   torch::nn::Conv2d x_embedder{nullptr};
@@ -165,13 +190,14 @@ torch::Tensor patchify_image_to_tokens(const torch::Tensor& image, int64_t patch
 // softmax) is left out: it is a few percent.
 double dit_forward_flops(const DiTConfig& c, int64_t batch);
 
-// Number of elements of all parameters of `m` (trainable or not).
-int64_t count_parameters(torch::nn::Module& m);
 
 // Writes the weights as safetensors with metadata {"config": config JSON, "model": "dit"}.
 // Throws std::invalid_argument for a model carrying LoRA adapters (load_dit could not read the
 // file back: save adapters separately).
 void save_dit(DiT& m, const std::string& path);
+// The registry's loader (models/registry.h): load_dit on a file already read.
+NetworkPtr load_dit_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device);
+NetworkPtr create_dit_network(const nlohmann::json& config);
 // Builds a DiT from the file's "config" metadata alone and loads its weights strictly: missing,
 // extra or wrongly shaped tensors, missing or invalid config metadata, or a "model" entry other
 // than "dit" throw std::runtime_error naming `path` (and the tensor or field).

@@ -12,6 +12,9 @@
 
 namespace arcflow {
 
+// Number of elements of all parameters of `m` (trainable or not).
+int64_t count_parameters(torch::nn::Module& m);
+
 // The module's parameters and buffers by checkpoint key: CPU copies (never aliases), in the module's dtype.
 io::TensorMap state_dict(torch::nn::Module& m);
 

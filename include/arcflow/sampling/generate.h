@@ -24,7 +24,7 @@
 
 #include "arcflow/io/png.h"
 #include "arcflow/io/safetensors.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/network.h"
 #include "arcflow/sampling/samplers.h"
 
 namespace arcflow {
@@ -60,14 +60,14 @@ struct TeacherSampling {
 // too (cfg_scale other than 0 and 1; ARCFLOW.md counts one guided step as 2 NFE).
 int teacher_nfe(const TeacherSampling& s);
 
-// Samples the teacher from `noise` (N, C, H, W) (any device; moved to the model's device and
-// dtype) with labels (N) int64, guidance u = u(x, null) + g (u(x, y) - u(x, null)) with null class
-// = num_classes, in chunks of at most max_batch samples, without gradients and in eval mode (the
-// model's training flag is restored afterwards). Returns the raw outputs (N, C, H, W) as float32
-// on the CPU, unclamped. `cb`, if set, is called after every step of every chunk with step/total
-// counted over the whole run (total = steps * chunks) and x the current chunk's state.
-// Throws std::invalid_argument for mismatched shapes or labels outside [0, num_classes].
-torch::Tensor sample_teacher(DiT& model, const torch::Tensor& noise, const torch::Tensor& labels,
+// Samples the teacher from `noise` (N, ...sample_shape) (any device; moved to the model's device and
+// dtype) with condition `cond` (N samples, or empty), guidance u = u(x, null) + g (u(x, c) - u(x, null))
+// (GuidedTeacher, models/network.h), in chunks of at most max_batch samples, without gradients and in
+// eval mode (the model's training flag is restored afterwards, also on errors). Returns the raw
+// outputs as float32 on the CPU, unclamped. `cb`, if set, is called after every step of every chunk
+// with step/total counted over the whole run (total = steps * chunks) and x the current chunk's state.
+// Throws std::invalid_argument for a mismatched noise shape or an invalid condition.
+torch::Tensor sample_teacher(const NetworkPtr& model, const torch::Tensor& noise, const Condition& cond,
                              const TeacherSampling& s, const SamplerCallback& cb = nullptr);
 
 // Images (N, C, H, W) in [-1, 1], C = 1 (gray) or 3 (RGB), any device/dtype -> one 8-bit image per

@@ -1,7 +1,7 @@
-// Sampling with a distilled DiT student: N steps of the shifted schedule, one student call (1 NFE,
-// no guidance pass: the student learned the guided teacher) and one closed-form integration of its
-// policy per step (sampling/rollout.h). LoRA should be fused for speed (fuse_lora); the result is
-// the same up to float rounding.
+// Sampling with a distilled student (any architecture, any policy): N steps of the shifted schedule,
+// one student call per step (1 NFE, no guidance pass: the student learned the guided teacher) and
+// the policy followed to the step's end (core/step_loop.h: closed form for ArcFlow, Euler sub-steps
+// for GMFlow). LoRA should be fused for speed (fuse_lora); the result is the same up to rounding.
 #pragma once
 
 #include <torch/torch.h>
@@ -9,7 +9,8 @@
 #include <string>
 
 #include "arcflow/io/safetensors.h"
-#include "arcflow/models/dit_student.h"
+#include "arcflow/models/condition.h"
+#include "arcflow/models/student.h"
 #include "arcflow/sampling/samplers.h"
 
 namespace arcflow {
@@ -19,18 +20,21 @@ struct StudentSampling {
   double shift = 1.0;
   double timestep_ratio = 1.0;
   double temperature = 1.0;  // divides the logits of all but the last step
+  int total_substeps = 128;  // GMFlow's Euler sub-steps over a whole trajectory
   int64_t max_batch = 256;
   void validate() const;     // std::invalid_argument naming the field
 };
 
 // The schedule an adapter was distilled for, from its metadata (the keys `arcflow distill` writes:
-// "nfe", "shift", "timestep_ratio"); absent keys keep the defaults above. Throws std::runtime_error
+// "nfe", "shift", "timestep_ratio", "total_substeps"); absent keys keep the defaults above. Throws std::runtime_error
 // naming `source` and the key for a value that is not a number.
 StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& source);
 
-// Raw outputs (B, C, H, W) float32 on the CPU from `noise` (at sigma 1) and labels (B) int64.
-// `cb` (may be empty) is called after every step of every batch, with step counted over the run.
-torch::Tensor sample_student(DiTStudent& student, const torch::Tensor& noise, const torch::Tensor& labels,
+// Raw outputs (B, ...) float32 on the CPU from `noise` (at sigma 1) and the condition (B samples,
+// or empty). `cb` (may be empty) is called after every step of every batch, with step counted over
+// the run. The student runs in eval mode without gradients; its training flag is restored
+// afterwards, also when an error is thrown.
+torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const Condition& cond,
                              const StudentSampling& opt, const SamplerCallback& cb = nullptr);
 
 }  // namespace arcflow

@@ -12,6 +12,10 @@
 //   "steps"          student steps, 1..limits.max_student_steps (default: each adapter's distilled NFE)
 //   "teacher_steps"  guided Euler steps of the teacher (2 NFE each), 1..limits.max_teacher_steps
 //                    (default 50 = 100 NFE)
+//   "stream"         true: answer with server-sent events (progress per sampler step, then the
+//                    result; see sse_event below); false/absent: one JSON answer at the end
+// The body must be UTF-8 (RFC 8259); anything else is refused naming the byte and, where it can
+// be told, the field.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -40,6 +44,7 @@ struct AdapterInfo {
   int nfe = 2;       // steps it was distilled for
   std::string policy;  // "arcflow" or "linear" (from K)
   double shift = 1.0, timestep_ratio = 1.0;
+  int total_substeps = 128;  // GMFlow students: Euler sub-steps over a trajectory
 };
 
 // What is loaded: GET /v1/models, and what requests are checked against.
@@ -74,6 +79,15 @@ struct GenerateRequest {
   std::vector<std::string> methods;  // kTeacherMethod or adapter names, distinct, in the order given
   std::optional<int> student_steps;  // empty: each adapter's distilled nfe
   int teacher_steps = 50;
+  bool stream = false;  // answer with server-sent events
+};
+
+// Where a request's generation stands after a sampler step of `method`: step (1-based) of
+// `total`, and the milliseconds since that method started.
+struct StepProgress {
+  std::string method;
+  int step = 0, total = 0;
+  double elapsed_ms = 0;
 };
 
 // Parses and checks a POST /v1/generate body. Throws RequestError: malformed JSON or not an object
@@ -96,6 +110,13 @@ struct GenerateResult {
   std::vector<MethodResult> results;
 };
 
+// The offset of the first byte of `text` that is not part of a well-formed UTF-8 sequence (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF), or std::string::npos when it is valid.
+size_t invalid_utf8_offset(const std::string& text);
+// `text` with every byte that is not part of a well-formed UTF-8 sequence replaced by '?', so that
+// it can go into JSON (error messages quote what they got).
+std::string to_valid_utf8(const std::string& text);
+
 // {"error": message, "field": field} ("field" left out when empty).
 nlohmann::json error_json(const std::string& message, const std::string& field = "");
 // GET /v1/models.
@@ -104,6 +125,16 @@ nlohmann::json catalog_json(const ModelCatalog& catalog, const ServerLimits& lim
 // ms_per_image, images: [base64 PNG...]}, queue_ms (time waiting for the worker) and total_ms.
 nlohmann::json result_json(const GenerateRequest& request, const ModelCatalog& catalog, const GenerateResult& result,
                            double queue_ms, double total_ms);
+
+// One server-sent event (text/event-stream): "event: NAME\ndata: JSON\n\n". The events of a
+// streamed POST /v1/generate, in order, each with "job" (the id for DELETE /v1/jobs/ID):
+//   queued    {"position": 1.., "queue_depth", "busy"}  while waiting; again when the place changes
+//   started   {"queue_ms"}                                 the worker took the job
+//   progress  {"method", "step", "total", "elapsed_ms"}   after every sampler step of every method
+//   result    the same object as the non-streamed answer   last event on success
+//   error     {"status", "error"}                           last event on failure or cancel
+std::string sse_event(const std::string& name, const nlohmann::json& data);
+nlohmann::json progress_json(const std::string& job, const StepProgress& p);
 
 // Standard base64 (RFC 4648, with '=' padding).
 std::string base64_encode(const std::string& bytes);

@@ -5,6 +5,7 @@
 // io::encode_png). Not thread-safe: the server calls run() from its one worker thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,10 @@ namespace arcflow::server {
 struct AdapterFile {
   std::string name, path;
 };
+
+// Called after every sampler step (StepProgress, api.h). It may throw to stop the request there (the
+// server cancels jobs that way); the exception leaves run() unchanged.
+using ProgressCallback = std::function<void(const StepProgress&)>;
 
 class ImageGenerator {
  public:
@@ -32,7 +37,8 @@ class ImageGenerator {
 
   // The request's images, in the order of request.methods. Sets torch's thread count on the calling
   // thread to the one in force when the generator was built (torch keeps it per thread).
-  GenerateResult run(const GenerateRequest& request);
+  // `on_step` (may be empty) is called after every sampler step.
+  GenerateResult run(const GenerateRequest& request, const ProgressCallback& on_step = nullptr);
 
  private:
   struct Impl;

@@ -3,11 +3,15 @@
 //   GET  /              the page (plain HTML/JS embedded in the binary)
 //   GET  /healthz       {"status": "ok", "queue_depth", "busy", "queue_capacity"}
 //   GET  /v1/models     the loaded models, classes and limits (api.h: catalog_json)
-//   POST /v1/generate   images from the same noise for each requested method (api.h)
+//   POST /v1/generate   images from the same noise for each requested method (api.h); with
+//                       "stream": true as server-sent events with progress (generate_jobs.h)
+//   DELETE /v1/jobs/ID  cancels a waiting or running generation
 //   GET  /v1/toy        the 2-D toy pictures found in toy_dir (toy_pictures.h); GET /toy/FILE serves them
-// Requests are parsed and checked on the HTTP threads; valid ones become jobs in a bounded JobQueue
-// that one worker thread runs in order, so generation never runs twice at once. A request finding
-// the queue full gets 503 at once; a bad one 400 with {"error", "field"}; unknown paths 404.
+// HTTP is libmicrohttpd's event loop (http_server.h): slow or idle clients take no thread, idle
+// connections close after idle_timeout_s, at most max_connections are open. Requests are parsed and
+// checked on the HTTP threads; valid ones become jobs in a bounded JobQueue that one worker thread
+// runs in order, so generation never runs twice at once. A request finding the queue full gets 503
+// at once; a bad one 400 with {"error", "field"}; unknown paths 404.
 // Built from a plain ServerConfig so tests can run it in-process on an ephemeral port.
 #pragma once
 
@@ -28,11 +32,14 @@ struct ServerConfig {
   std::string toy_dir = "demo/toy";  // pictures of the page's second tab (may be absent)
   std::string device = "cpu";
   size_t queue = 4;        // requests waiting for the worker at most (the running one not counted)
-  int http_threads = 0;    // HTTP worker threads; 0: queue + 4, at least 8
+  int http_threads = 0;    // HTTP event-loop threads; 0: 2
+  int max_connections = 256;  // open connections at most; more are closed at once
+  int idle_timeout_s = 10;    // a connection without traffic for this long is closed
   ServerLimits limits;
   bool log_requests = false;  // one line per request on stdout
 
-  // Throws std::invalid_argument naming the setting (port outside 0..65535, queue < 1, limits).
+  // Throws std::invalid_argument naming the setting (port outside 0..65535, queue < 1, limits,
+  // max_connections or idle_timeout_s < 1).
   void validate() const;
 };
 
@@ -47,12 +54,13 @@ class Server {
   // Binds host:port and returns the port (the chosen one for port 0). Throws std::runtime_error
   // naming host and port when that fails (in use, no such address).
   int bind();
-  // Answers requests until stop(); bind()s first if needed.
+  // Answers requests until stop(); start()s first if needed.
   void serve();
-  // bind() + serve() on a background thread; returns once the server accepts connections.
+  // bind() and starts answering on background threads; returns once connections are accepted.
   void start();
-  // Stops accepting, drops the waiting jobs (their requests get 503), lets the running one finish
-  // and returns when serve() has returned. Thread-safe and idempotent.
+  // Stops accepting, drops the waiting jobs (their requests get 503), lets the running one finish,
+  // sends the answers in flight (up to 2 s), closes every connection and makes serve() return.
+  // Thread-safe and idempotent.
   void stop();
 
   int port() const;

@@ -1,6 +1,7 @@
 // `arcflow toy`: the whole method on a 2-D distribution. Trains the MLP teacher by flow
-// matching, distils an ArcFlow student (K components) and the linear baseline (K = 1) with the
-// same budget and seed, and measures both against the teacher's fine Euler solution.
+// matching, distils three students with the same budget and seed: the linear baseline (K = 1),
+// pi-Flow's GMFlow (K components) and ArcFlow (K components), and measures them against the
+// teacher's fine Euler solution.
 #pragma once
 
 #include <torch/torch.h>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "arcflow/models/student.h"
 #include "arcflow/models/toy_mlp.h"
 #include "arcflow/sampling/rollout.h"
 #include "arcflow/training/distill.h"
@@ -56,15 +58,23 @@ struct ToyCurve {             // one method's samples and paths, for the picture
   std::vector<int> step_ends; // indices into the points where a step ends
 };
 
+struct ToyStudentRun {
+  std::string name;              // "linear", "gmflow", "arcflow"
+  LoRAStudent student{nullptr};  // EMA weights, eval mode
+  double seconds = 0;
+  std::vector<double> losses;    // per iteration
+};
+
 struct ToyResult {
   ToyConfig config;
   std::vector<ToyRow> rows;
   std::vector<ToyCurve> curves;  // data (samples only), reference and each method
-  double teacher_seconds = 0, linear_seconds = 0, arcflow_seconds = 0;
-  std::vector<double> linear_losses, arcflow_losses;  // per iteration
+  double teacher_seconds = 0;
   double teacher_final_loss = 0;
   ToyMLP teacher{nullptr};
-  ToyStudent linear{nullptr}, arcflow{nullptr};  // EMA weights, eval mode
+  std::vector<ToyStudentRun> students;  // linear, gmflow, arcflow
+  // The run called `name`; throws std::out_of_range.
+  const ToyStudentRun& student(const std::string& name) const;
 };
 
 ToyResult run_toy(const ToyConfig& cfg);

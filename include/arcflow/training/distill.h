@@ -1,6 +1,7 @@
 // Data-free ArcFlow distillation by trajectory imitation (ARCFLOW.md section 4), written once and
-// generic over the model: the student and the (guided) teacher are callables, so the 2-D toy and
-// the image DiT use the same code.
+// generic over the model and the policy: the student and the (guided) teacher are callables
+// (make_distill_problem builds them for any registered network and any policy head), so the 2-D
+// toy and the image DiT use the same code, and the step loop is core/step_loop.h's.
 #pragma once
 
 #include <torch/torch.h>
@@ -11,6 +12,9 @@
 #include <vector>
 
 #include "arcflow/core/policy.h"
+#include "arcflow/models/condition.h"
+#include "arcflow/models/network.h"
+#include "arcflow/models/student.h"
 #include "arcflow/training/checkpoint.h"
 #include "arcflow/training/communicator.h"
 
@@ -47,11 +51,11 @@ struct DistillConfig {
 // What the distiller needs to know about a model pair.
 struct DistillProblem {
   // Student policy at (x, sigma (B), cond), with gradients.
-  std::function<Policy(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond)> student;
+  std::function<PolicyPtr(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& cond)> student;
   // Teacher velocity at (x, sigma (B), cond), guidance included; called under no-grad.
-  std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond)> teacher;
-  // Conditions for a batch (e.g. class labels) drawn with `gen`; may return an undefined tensor.
-  std::function<torch::Tensor(int64_t batch, at::Generator& gen)> sample_conditions;
+  std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& cond)> teacher;
+  // Conditions for a batch (e.g. class labels) drawn with `gen`; may return an empty condition.
+  std::function<Condition(int64_t batch, at::Generator& gen)> sample_conditions;
   std::vector<int64_t> sample_shape;           // per-sample shape of x, e.g. {2} or {1, 28, 28}
   std::vector<torch::Tensor> params;           // trainable, learning rate lr
   std::vector<torch::Tensor> log_gamma_params; // trainable, learning rate lr * log_gamma_lr_mult
@@ -116,5 +120,13 @@ class Distiller {
   int skipped_ = 0;
   int bad_in_a_row_ = 0;
 };
+
+// The problem for `student` imitating `teacher` with classifier-free guidance `guidance` (1: none):
+// any registered network, any policy head. The teacher is put in eval mode and frozen, the student
+// in train mode (LoRA dropout on); conditions are the teacher's random_condition() (uniform class
+// labels for the DiT, none for the toy). The student's policies integrate with cfg's shift and
+// total_substeps (GMFlow's Euler sub-steps).
+DistillProblem make_distill_problem(LoRAStudent student, const NetworkPtr& teacher, double guidance,
+                                    const DistillConfig& cfg, torch::Device device);
 
 }  // namespace arcflow

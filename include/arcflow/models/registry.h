@@ -1,0 +1,39 @@
+// The model registry: every architecture by the name its weights file carries in its "model"
+// metadata. Everything that loads or builds a teacher goes through here, so a new architecture is
+// a Network implementation (models/network.h) plus one line in src/models/registry.cpp.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "arcflow/io/safetensors.h"
+#include "arcflow/models/network.h"
+
+namespace arcflow {
+
+struct ModelEntry {
+  const char* kind;  // the weights file's "model" metadata
+  const char* description;
+  // The network a file describes, with its weights (errors name `path`).
+  NetworkPtr (*load)(const io::SafetensorsFile& f, const std::string& path, torch::Device device);
+  // A freshly initialised network from its config JSON (std::invalid_argument naming the field).
+  NetworkPtr (*create)(const nlohmann::json& config);
+};
+
+// The table, in display order.
+const std::vector<ModelEntry>& model_registry();
+// The entry for `kind`; throws std::invalid_argument listing the known kinds.
+const ModelEntry& find_model(const std::string& kind);
+
+// Loads a teacher from a weights file; its "model" metadata picks the architecture (files without
+// it are DiTs, as written before the registry). Throws std::runtime_error naming `path`.
+NetworkPtr load_network(const std::string& path, torch::Device device = torch::kCPU);
+NetworkPtr create_network(const std::string& kind, const nlohmann::json& config);
+// Writes the network's weights with {"model": kind, "config": config JSON} (atomically). Throws
+// std::invalid_argument for a network carrying LoRA adapters (save those as an adapter).
+void save_network(Network& net, const std::string& path, const io::Metadata& extra = {});
+
+}  // namespace arcflow

@@ -1,0 +1,206 @@
+// pi-Flow's GMFlow policy (ARCFLOW.md section 2b) against independent computations: the posterior
+// mean of x0 by brute-force quadrature of prior x likelihood ratio on a grid (1-D and 2-D), the
+// policy's velocity at its own source, and the order of its Euler sub-steps against RK4.
+#include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <vector>
+
+#include "arcflow/core/gmflow.h"
+#include "arcflow/core/schedule.h"
+
+using namespace arcflow;
+
+namespace {
+
+const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+// A one-sample, one-pixel mixture with C channels: means (1, K, C, 1, 1).
+GaussianMixture one_pixel(const std::vector<std::vector<double>>& mu, const std::vector<double>& logits,
+                          double logstd, const std::vector<double>& x_s, double sigma_s) {
+  const int64_t K = static_cast<int64_t>(mu.size()), C = static_cast<int64_t>(x_s.size());
+  GaussianMixture g;
+  g.means = torch::zeros({1, K, C, 1, 1}, kF64);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) g.means[0][k][c][0][0] = mu[k][c];
+  g.logweights = torch::tensor(logits, kF64).reshape({1, K, 1, 1, 1});
+  g.logstd = torch::full({1}, logstd, kF64);
+  g.x_src = torch::tensor(x_s, kF64).reshape({1, C, 1, 1});
+  g.sigma_src = torch::full({1}, sigma_s, kF64);
+  return g;
+}
+
+// E[x0 | x_t] by quadrature on a grid: prior q(x0) = sum_k w_k N(x0; x_s - sigma_s mu_k, v I) times
+// the likelihood ratio N(x_t; a_t x0, s_t^2) / N(x_s; a_s x0, s_s^2), written out with std::exp.
+std::vector<double> brute_force_x0(const std::vector<std::vector<double>>& mu, const std::vector<double>& logits,
+                                   double logstd, const std::vector<double>& x_s, double s_s,
+                                   const std::vector<double>& x_t, double s_t) {
+  const size_t K = mu.size(), C = x_s.size();
+  const double v = std::exp(2 * logstd) * s_s * s_s, a_s = 1 - s_s, a_t = 1 - s_t;
+  double zmax = -1e300;
+  for (double l : logits) zmax = std::max(zmax, l);
+  std::vector<double> w(K);
+  double wsum = 0;
+  for (size_t k = 0; k < K; ++k) wsum += (w[k] = std::exp(logits[k] - zmax));
+  const double lo = -8, hi = 8;
+  const int n = C == 1 ? 40001 : 801;
+  const double h = (hi - lo) / (n - 1);
+  std::vector<double> num(C, 0.0);
+  double den = 0;
+  std::vector<int> idx(C, 0);
+  const size_t total = C == 1 ? n : static_cast<size_t>(n) * n;
+  for (size_t it = 0; it < total; ++it) {
+    std::vector<double> x0(C);
+    x0[0] = lo + h * static_cast<double>(it % n);
+    if (C == 2) x0[1] = lo + h * static_cast<double>(it / n);
+    double prior = 0;
+    for (size_t k = 0; k < K; ++k) {
+      double d2 = 0;
+      for (size_t c = 0; c < C; ++c) {
+        const double m = x_s[c] - s_s * mu[k][c];
+        d2 += (x0[c] - m) * (x0[c] - m);
+      }
+      prior += w[k] / wsum * std::exp(-d2 / (2 * v));
+    }
+    double lr = 0;
+    for (size_t c = 0; c < C; ++c)
+      lr += -std::pow(x_t[c] - a_t * x0[c], 2) / (2 * s_t * s_t) + std::pow(x_s[c] - a_s * x0[c], 2) / (2 * s_s * s_s);
+    const double p = prior * std::exp(lr);
+    den += p;
+    for (size_t c = 0; c < C; ++c) num[c] += p * x0[c];
+  }
+  for (size_t c = 0; c < C; ++c) num[c] /= den;
+  return num;
+}
+
+}  // namespace
+
+TEST(GMFlow, VelocityIsThePosteriorMeanByQuadrature1D) {
+  const std::vector<std::vector<double>> mu = {{1.2}, {-0.7}, {0.1}};
+  const std::vector<double> logits = {0.3, -0.5, 0.9}, x_s = {0.4};
+  const double logstd = -0.8, s_s = 0.8;
+  const GMFlowPolicy p(one_pixel(mu, logits, logstd, x_s, s_s), {});
+  for (const auto& [xt, st] : std::vector<std::pair<double, double>>{{0.5, 0.6}, {-0.2, 0.35}, {0.9, 0.1}}) {
+    const std::vector<double> x0 = brute_force_x0(mu, logits, logstd, x_s, s_s, {xt}, st);
+    const double u_ref = (xt - x0[0]) / st;
+    const double u = p.velocity(torch::full({1, 1, 1, 1}, xt, kF64), torch::full({1}, st, kF64)).item<double>();
+    EXPECT_NEAR(u, u_ref, 1e-6 * std::max(1.0, std::abs(u_ref))) << "sigma_t " << st;
+  }
+}
+
+TEST(GMFlow, VelocityIsThePosteriorMeanByQuadrature2D) {
+  // Two channels of one pixel share the logits: the channel sum in l' couples them.
+  const std::vector<std::vector<double>> mu = {{1.0, -0.5}, {-0.6, 0.8}};
+  const std::vector<double> logits = {0.2, -0.1}, x_s = {0.3, -0.2};
+  const double logstd = -0.5, s_s = 0.9;
+  const GMFlowPolicy p(one_pixel(mu, logits, logstd, x_s, s_s), {});
+  const std::vector<double> xt = {0.1, 0.25};
+  const double st = 0.5;
+  const std::vector<double> x0 = brute_force_x0(mu, logits, logstd, x_s, s_s, xt, st);
+  const torch::Tensor u =
+      p.velocity(torch::tensor(xt, kF64).reshape({1, 2, 1, 1}), torch::full({1}, st, kF64)).reshape({2});
+  for (int c = 0; c < 2; ++c) EXPECT_NEAR(u[c].item<double>(), (xt[c] - x0[c]) / st, 1e-5) << "channel " << c;
+}
+
+TEST(GMFlow, AtTheSourceTheVelocityIsTheWeightedMean) {
+  const int64_t B = 3, K = 5;
+  GaussianMixture g;
+  g.means = torch::randn({B, K, 2, 4, 4}, kF64);
+  g.logweights = torch::randn({B, K, 1, 4, 4}, kF64);
+  g.logstd = torch::randn({B}, kF64);
+  g.x_src = torch::randn({B, 2, 4, 4}, kF64);
+  g.sigma_src = torch::tensor({1.0, 0.7, 0.3}, kF64);
+  const GMFlowPolicy p(g, {});
+  const torch::Tensor want = (torch::softmax(g.logweights, 1) * g.means).sum(1);
+  EXPECT_LT((p.velocity(g.x_src, g.sigma_src) - want).abs().max().item<double>(), 1e-10);
+}
+
+TEST(GMFlow, EulerSubstepsConvergeAtFirstOrder) {
+  const int64_t B = 2;
+  GaussianMixture g;
+  g.means = torch::randn({B, 3, 1, 2, 2}, kF64);
+  g.logweights = torch::randn({B, 3, 1, 2, 2}, kF64);
+  g.logstd = torch::full({B}, -1.0, kF64);
+  g.x_src = torch::randn({B, 1, 2, 2}, kF64);
+  g.sigma_src = torch::full({B}, 0.9, kF64);
+  const double shift = 2.0, sa = 0.9, sb = 0.2;
+  // Reference: classical RK4 in raw time with 4096 steps on the same velocity field.
+  const GMFlowPolicy ref_p(g, {shift, 1});
+  torch::Tensor x = g.x_src.clone();
+  const double ta = unwarp(sa, shift), tb = unwarp(sb, shift);
+  const int n = 4096;
+  const double h = (ta - tb) / n;
+  // dx/dtau = u * dsigma/dtau, dsigma/dtau = s / (1 + (s - 1) tau)^2.
+  auto f = [&](const torch::Tensor& xx, double tau) {
+    const double dsig = shift / std::pow(1 + (shift - 1) * tau, 2);
+    return ref_p.velocity(xx, torch::full({B}, warp(tau, shift), kF64)) * dsig;
+  };
+  for (int i = 0; i < n; ++i) {
+    const double t = ta - h * i;
+    const torch::Tensor k1 = f(x, t), k2 = f(x - 0.5 * h * k1, t - 0.5 * h), k3 = f(x - 0.5 * h * k2, t - 0.5 * h),
+                        k4 = f(x - h * k3, t - h);
+    x = x - h / 6 * (k1 + 2 * k2 + 2 * k3 + k4);
+  }
+  std::vector<double> err;
+  for (int total : {64, 128, 256, 512}) {
+    const GMFlowPolicy p(g, {shift, total});
+    const torch::Tensor got = p.integrate(g.x_src, torch::full({B}, sa, kF64), torch::full({B}, sb, kF64));
+    err.push_back((got - x).abs().max().item<double>());
+  }
+  for (size_t i = 1; i < err.size(); ++i) {
+    const double ratio = err[i - 1] / err[i];
+    EXPECT_GT(ratio, 1.8) << "error " << err[i - 1] << " -> " << err[i];
+    EXPECT_LT(ratio, 2.2) << "error " << err[i - 1] << " -> " << err[i];
+  }
+}
+
+TEST(GMFlow, PerSampleSpansMatchSeparateIntegrations) {
+  const int64_t B = 2;
+  GaussianMixture g;
+  g.means = torch::randn({B, 2, 1, 3, 3}, kF64);
+  g.logweights = torch::randn({B, 2, 1, 3, 3}, kF64);
+  g.logstd = torch::zeros({B}, kF64);
+  g.x_src = torch::randn({B, 1, 3, 3}, kF64);
+  g.sigma_src = torch::ones({B}, kF64);
+  const GMFlowPolicy both(g, {1.0, 32});
+  const torch::Tensor sa = torch::tensor({1.0, 0.8}, kF64), sb = torch::tensor({0.5, 0.0}, kF64);
+  const torch::Tensor got = both.integrate(g.x_src, sa, sb);
+  for (int64_t i = 0; i < B; ++i) {
+    GaussianMixture gi{g.means.narrow(0, i, 1), g.logweights.narrow(0, i, 1), g.logstd.narrow(0, i, 1),
+                       g.x_src.narrow(0, i, 1), g.sigma_src.narrow(0, i, 1)};
+    const GMFlowPolicy one(gi, {1.0, 32});
+    const torch::Tensor want = one.integrate(gi.x_src, sa.narrow(0, i, 1), sb.narrow(0, i, 1));
+    EXPECT_LT((got.narrow(0, i, 1) - want).abs().max().item<double>(), 1e-12) << "sample " << i;
+  }
+}
+
+TEST(GMFlow, TemperatureScalesLogitsAndVariance) {
+  GaussianMixture g = one_pixel({{1.0}, {-1.0}}, {0.4, -0.2}, -0.3, {0.2}, 0.8);
+  const GMFlowPolicy p(g, {});
+  const PolicyPtr t = p.with_temperature(0.5);
+  const auto& gt = dynamic_cast<const GMFlowPolicy&>(*t).mixture();
+  EXPECT_TRUE(torch::allclose(gt.logweights, g.logweights / 0.5));
+  // variance * T: logstd + log(T) / 2.
+  EXPECT_NEAR(gt.logstd.item<double>(), -0.3 + 0.5 * std::log(0.5), 1e-12);
+  EXPECT_THROW(p.with_temperature(0.0), std::invalid_argument);
+}
+
+TEST(GMFlow, DropoutAndHalfPrecision) {
+  const int64_t B = 64, K = 4;
+  GaussianMixture g;
+  g.means = torch::randn({B, K, 1, 2, 2}).to(torch::kBFloat16);
+  g.logweights = torch::zeros({B, K, 1, 2, 2}).to(torch::kBFloat16);
+  g.logstd = torch::zeros({B}).to(torch::kBFloat16);
+  g.x_src = torch::randn({B, 1, 2, 2});
+  g.sigma_src = torch::ones({B});
+  const GMFlowPolicy p(g, {});
+  EXPECT_EQ(p.mixture().means.scalar_type(), torch::kFloat32);  // integrated in float32
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  const PolicyPtr d = p.dropout(0.5, gen);
+  const auto& lw = dynamic_cast<const GMFlowPolicy&>(*d).mixture().logweights;
+  EXPECT_TRUE(torch::isfinite(lw).any(1).all().item<bool>());  // never all K
+  const torch::Tensor u = d->integrate(g.x_src, g.sigma_src, torch::zeros({B}));
+  EXPECT_TRUE(torch::isfinite(u).all().item<bool>());
+}

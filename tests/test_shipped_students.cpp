@@ -1,0 +1,58 @@
+// The shipped students in models/ reproduce the samples they gave before the model/policy
+// interfaces existed: tests/data/shipped/*.safetensors were written by `arcflow sample
+// --save-tensors` at commit a271fce (before the change), see tests/data/shipped/README.md.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
+#include "arcflow/sampling/generate.h"
+#include "arcflow/sampling/student_sampling.h"
+
+using namespace arcflow;
+
+namespace {
+
+const std::string kData = ARCFLOW_TEST_DATA_DIR;
+const std::string kModels = kData + "/../../models/";
+
+// The fixtures were written with one thread (`-t 1`): the same reduction order here.
+struct OneThread {
+  int before = torch::get_num_threads();
+  OneThread() { torch::set_num_threads(1); }
+  ~OneThread() { torch::set_num_threads(before); }
+};
+
+double max_abs(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(ShippedModels, StudentsReproduceTheirSamplesFromBeforeTheInterfaces) {
+  torch::NoGradGuard g;
+  OneThread one;
+  const NetworkPtr teacher = load_network(kModels + "teacher.safetensors");
+  for (const std::string name : {"arcflow-2", "linear-2"}) {
+    const SampleTensors want = load_sample_tensors(kData + "/shipped/" + name + ".safetensors");
+    io::Metadata meta;
+    LoRAStudent s = load_adapter(teacher, kModels + name + ".safetensors", &meta);
+    s->fuse_lora();  // as `arcflow sample` does
+    StudentSampling so = distilled_sampling(meta, name);
+    const torch::Tensor got = sample_student(*s, want.noise, Condition::labels(want.labels), so);
+    EXPECT_LE(max_abs(got, want.samples), 1e-6) << name;
+    EXPECT_GT(max_abs(got, want.noise), 0.1) << name;  // the fixture is not the noise itself
+  }
+}
+
+TEST(ShippedModels, TeacherReproducesItsGuidedEulerSamples) {
+  OneThread one;
+  const NetworkPtr teacher = load_network(kModels + "teacher.safetensors");
+  const SampleTensors want = load_sample_tensors(kData + "/shipped/teacher-euler-4.safetensors");
+  TeacherSampling s;
+  s.steps = 4;
+  s.cfg_scale = 4.0;
+  const torch::Tensor got = sample_teacher(teacher, want.noise, Condition::labels(want.labels), s);
+  EXPECT_LE(max_abs(got, want.samples), 1e-6);
+}
