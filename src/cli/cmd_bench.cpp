@@ -22,6 +22,7 @@
 #include "arcflow/training/teacher.h"
 #include "arcflow/util/resources.h"
 #include "commands.h"
+#include "flux_bench.h"
 
 namespace arcflow::cli {
 
@@ -35,6 +36,7 @@ struct BenchOptions {
   int gemm_size = 2048;
   bool skip_training = false;
   std::string output = "bench.json";
+  FluxBenchOptions flux;  // FLUX shapes: --random-weights, --config, --resolutions, ...
 };
 
 struct Timing {
@@ -133,7 +135,11 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
         {"teacher-euler-50-cfg", 100, [&] { sample_teacher(teacher, noise, labels, t100); }},
         {"teacher-euler-1-cfg", 2, [&] { sample_teacher(teacher, noise, labels, t2); }},
         {"student-2", 2, [&] { sample_student(*student, noise, labels, s2); }}};
-    for (const auto& [name, nfe, f] : methods) {
+    for (const auto& m : methods) {
+      // (no structured bindings: C++17 does not let a lambda capture them; clang refuses)
+      const std::string& name = std::get<0>(m);
+      const int nfe = std::get<1>(m);
+      const std::function<void()>& f = std::get<2>(m);
       const Timing t = time_it([&] { f(); sync(dev); }, name == "teacher-euler-50-cfg" ? std::min(o.repeats, 2) : o.repeats);
       nlohmann::json r = t.json(static_cast<double>(b));
       r["method"] = name;
@@ -207,8 +213,36 @@ Runner add_bench_command(CLI::App& app, GlobalOptions& g) {
   sub->add_option("--gemm-size", o->gemm_size, "Matrix size of the GEMM-rate measurement")->capture_default_str();
   sub->add_flag("--skip-training", o->skip_training, "Skip the distillation and teacher-training rows");
   sub->add_option("-o,--output", o->output, "JSON report")->capture_default_str();
-  sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
-  return [o, &g] { return run(*o, g); };
+  sub->add_flag("--random-weights", o->flux.random_weights,
+                "FLUX shapes without weights: a transformer of --config with random weights, built on the device");
+  sub->add_option("--config", o->flux.config,
+                  "With --random-weights: flux-dev (12B), flux-schnell, tiny, or a transformer config.json")
+      ->capture_default_str();
+  sub->add_option("--resolutions", o->flux.resolutions, "FLUX: image sizes (square, pixels; latent = size / 8)")
+      ->delimiter(',')
+      ->capture_default_str();
+  sub->add_option("--teacher-steps", o->flux.teacher_steps, "FLUX: teacher step counts timed per image (besides 2)")
+      ->delimiter(',')
+      ->capture_default_str();
+  sub->add_option("--text-tokens", o->flux.text_tokens, "FLUX: text tokens per prompt (512 for FLUX.1-dev)")
+      ->capture_default_str();
+  sub->add_option("--dtype", o->flux.dtype, "FLUX: compute dtype: auto (bfloat16 on CUDA, else float32), float32, "
+                                            "bfloat16, float16")
+      ->capture_default_str();
+  sub->footer("--teacher may also be a FLUX.1 model folder (diffusers layout); that, or --random-weights, benches the "
+              "FLUX shapes instead (-o default bench-flux.json). E.g. on a GPU:\n  arcflow --device cuda bench "
+              "--random-weights --config flux-dev --resolutions 512,1024\n"
+              "Global options -t/--threads and --device are described in `arcflow --help`.");
+  return [o, sub, &g] {
+    if (o->flux.random_weights || is_model_folder(o->teacher)) {
+      FluxBenchOptions f = o->flux;
+      if (!o->flux.random_weights) f.model_dir = o->teacher;
+      f.repeats = o->repeats;
+      if (sub->get_option("-o")->count() > 0) f.output = o->output;
+      return run_flux_bench(f, g);
+    }
+    return run(*o, g);
+  };
 }
 
 }  // namespace arcflow::cli

@@ -25,6 +25,7 @@
 #include "arcflow/sampling/samplers.h"
 #include "arcflow/util/progress.h"
 #include "commands.h"
+#include "flux_sample.h"
 
 namespace arcflow::cli {
 
@@ -43,6 +44,7 @@ struct SampleOptions {
   int nrow = 10;
   std::string save_tensors;
   bool quiet = false;
+  FluxSampleOptions flux;  // --prompts, --guidance, --height, --width, --dtype (model folders)
 };
 
 // Something that maps starting noise and labels to images.
@@ -240,7 +242,7 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
   auto o = std::make_shared<SampleOptions>();
   std::vector<std::string> names;
   for (const auto& e : samplers()) names.push_back(e.name);
-  sub->add_option("--teacher", o->teacher, "Teacher weights (.safetensors written by `arcflow train-teacher`; its \"model\" metadata picks the architecture)")->required();
+  sub->add_option("--teacher", o->teacher, "Teacher: weights file (.safetensors from `arcflow train-teacher`; its \"model\" metadata picks the architecture) or a FLUX.1 model folder (diffusers layout)")->required();
   sub->add_option("-o,--output", o->output, "PNG grid to write (empty: none, with --save-tensors)")
       ->capture_default_str();
   sub->add_option("--class", o->classes,
@@ -272,8 +274,46 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
   sub->add_option("--batch", o->sampling.max_batch, "Images per model call (lower it if memory runs out)")
       ->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "No progress bar");
-  sub->footer("Global options -t/--threads and --device are described in `arcflow --help`.");
+  sub->add_option("--prompts", o->flux.prompts,
+                  "FLUX model folder only: prompt-embeddings file (safetensors: prompt_embeds, pooled_prompt_embeds; "
+                  "scripts/encode_prompts.py writes one); image i gets prompt i mod N, and -n defaults to N");
+  sub->add_option("--guidance", o->flux.guidance,
+                  "FLUX model folder only: distilled guidance fed to the guidance embedding (FLUX.1-dev; 1 NFE per step)")
+      ->capture_default_str();
+  sub->add_option("--height", o->flux.height, "FLUX model folder only: image height in pixels (a multiple of 16)")
+      ->capture_default_str();
+  sub->add_option("--width", o->flux.width, "FLUX model folder only: image width in pixels (a multiple of 16)")
+      ->capture_default_str();
+  sub->add_option("--dtype", o->flux.dtype,
+                  "FLUX model folder only: compute dtype of the weights: auto (bfloat16 on CUDA, float32 on CPU), "
+                  "float32, bfloat16, float16")
+      ->capture_default_str();
+  sub->footer("--teacher is a weights file (from `arcflow train-teacher`) or a FLUX.1 model folder in the diffusers "
+              "layout (MODEL_DIR/transformer, MODEL_DIR/vae), e.g.\n  arcflow sample --teacher FLUX.1-dev "
+              "--prompts prompts.safetensors --steps 28 --guidance 3.5 --shift 3.2 --height 1024 --width 1024 "
+              "-o grid.png\nGlobal options -t/--threads and --device are described in `arcflow --help`.");
   return [o, sub, &g] {
+    if (is_model_folder(o->teacher)) {
+      FluxSampleOptions f = o->flux;
+      f.model_dir = o->teacher;
+      f.output = o->output;
+      f.save_tensors = o->save_tensors;
+      f.n = sub->get_option("-n")->count() > 0 ? o->n : -1;
+      f.seed = o->seed;
+      f.sampling = o->sampling;
+      f.cfg_given = sub->get_option("--cfg-scale")->count() > 0;
+      f.guidance_given = sub->get_option("--guidance")->count() > 0;
+      f.nrow = o->nrow;
+      f.quiet = o->quiet;
+      if (!o->adapter.empty())
+        throw std::invalid_argument("--adapter with a FLUX model folder: FLUX students are not supported yet");
+      if (!o->classes.empty()) throw std::invalid_argument("--class: a FLUX model is conditioned on --prompts");
+      return run_flux_sample(f, g);
+    }
+    for (const char* flag : {"--prompts", "--guidance", "--height", "--width", "--dtype"})
+      if (sub->get_option(flag)->count() > 0)
+        throw std::invalid_argument(std::string(flag) + " is for FLUX model folders; --teacher " + o->teacher +
+                                    " is a weights file");
     o->shift_given = sub->get_option("--shift")->count() > 0;
     o->ratio_given = sub->get_option("--timestep-ratio")->count() > 0;
     o->nfe_given = sub->get_option("--nfe")->count() > 0;

@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "arcflow/models/flux.h"
+#include "arcflow/models/param_init.h"
 
 namespace arcflow {
 namespace {
@@ -44,7 +45,7 @@ torch::Tensor per_sample(const torch::Tensor& v, int64_t batch, const char* what
 }  // namespace
 
 FluxRMSNormImpl::FluxRMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}));
+  weight = register_parameter("weight", torch::ones({dim}, ParamInitGuard::options()));
 }
 
 torch::Tensor FluxRMSNormImpl::forward(const torch::Tensor& x) {

@@ -8,6 +8,7 @@
 
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/safetensors.h"
+#include "arcflow/models/param_init.h"
 
 namespace arcflow {
 namespace {
@@ -129,7 +130,9 @@ FluxTransformer load_flux_transformer(const std::string& folder, torch::ScalarTy
   check_tensor_set(dir, expected);
   FluxTransformer m{nullptr};
   {
+    // Built straight in the compute dtype on the device, uninitialised: every value comes from the files.
     DefaultDtypeGuard guard(dtype);
+    ParamInitGuard uninitialised(device);
     m = FluxTransformer(cfg);
   }
   check_module_keys(*m, expected, "FLUX transformer");

@@ -1,17 +1,23 @@
 #include "arcflow/models/lora.h"
 
+#include "arcflow/models/param_init.h"
+
 #include <cmath>
 #include <stdexcept>
 
 namespace arcflow {
 
 LoRALinearImpl::LoRALinearImpl(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
-  // torch::nn::Linear's default initialisation (kaiming-uniform weight, uniform bias).
-  weight = register_parameter("weight", torch::empty({out, in}));
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  // torch::nn::Linear's default initialisation (kaiming-uniform weight, uniform bias), unless the
+  // weights are about to be read (ParamInitGuard: allocated on its device, left uninitialised).
+  const torch::TensorOptions opts = ParamInitGuard::options();
+  weight = register_parameter("weight", torch::empty({out, in}, opts));
+  if (!ParamInitGuard::active()) torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
   if (with_bias) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    bias = register_parameter("bias", torch::empty({out}).uniform_(-bound, bound));
+    torch::Tensor b = torch::empty({out}, opts);
+    if (!ParamInitGuard::active()) b.uniform_(-bound, bound);
+    bias = register_parameter("bias", b);
   }
 }
 

@@ -1,8 +1,13 @@
 #include "arcflow/models/registry.h"
 
+#include <sys/stat.h>
+
 #include <stdexcept>
 
+#include "arcflow/io/atomic_file.h"
+
 #include "arcflow/models/dit.h"
+#include "arcflow/models/flux_network.h"
 #include "arcflow/models/toy_mlp.h"
 #include "arcflow/models/weights.h"
 
@@ -12,6 +17,8 @@ const std::vector<ModelEntry>& model_registry() {
   static const std::vector<ModelEntry> table = {
       {"dit", "class-conditional DiT with adaLN-Zero (images)", load_dit_network, create_dit_network},
       {"toy_mlp", "MLP velocity model for 2-D distributions", load_toy_network, create_toy_network},
+      {"flux", "FLUX.1 transformer (diffusers layout; latents of its VAE)", load_flux_network, create_flux_network,
+       "FluxTransformer2DModel", load_flux_folder},
   };
   return table;
 }
@@ -25,7 +32,44 @@ const ModelEntry& find_model(const std::string& kind) {
   throw std::invalid_argument("unknown model '" + kind + "' (known: " + names + ")");
 }
 
-NetworkPtr load_network(const std::string& path, torch::Device device) {
+bool is_model_folder(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+namespace {
+
+NetworkPtr load_from_folder(const std::string& dir, torch::Device device, const LoadOptions& opts) {
+  const std::string base = dir.back() == '/' ? dir : dir + "/";
+  struct stat st {};
+  const std::string config =
+      ::stat((base + "transformer/config.json").c_str(), &st) == 0 ? base + "transformer/config.json" : base + "config.json";
+  if (::stat(config.c_str(), &st) != 0)
+    throw std::runtime_error(dir + ": a folder, but not a model folder (no transformer/config.json or config.json)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(io::read_file(config));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(config + ": invalid JSON: " + e.what());
+  }
+  const std::string cls = j.is_object() && j.contains("_class_name") && j["_class_name"].is_string()
+                              ? j["_class_name"].get<std::string>() : "";
+  std::string known;
+  for (const auto& e : model_registry()) {
+    if (e.diffusers_class == nullptr) continue;
+    if (cls == e.diffusers_class) {
+      const torch::ScalarType dtype = opts.dtype ? *opts.dtype : device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+      return e.load_folder(dir, device, dtype);
+    }
+    known += (known.empty() ? "" : ", ") + std::string(e.diffusers_class);
+  }
+  throw std::runtime_error(config + ": _class_name '" + cls + "' is not a model arcflow reads (known: " + known + ")");
+}
+
+}  // namespace
+
+NetworkPtr load_network(const std::string& path, torch::Device device, const LoadOptions& opts) {
+  if (!path.empty() && is_model_folder(path)) return load_from_folder(path, device, opts);
   const io::SafetensorsFile f = io::load_safetensors(path);
   const auto it = f.metadata.find("model");
   const std::string kind = it == f.metadata.end() ? "dit" : it->second;
@@ -35,7 +79,9 @@ NetworkPtr load_network(const std::string& path, torch::Device device) {
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
-  return entry->load(f, path, device);
+  NetworkPtr net = entry->load(f, path, device);
+  if (opts.dtype) net->module().to(*opts.dtype);
+  return net;
 }
 
 NetworkPtr create_network(const std::string& kind, const nlohmann::json& config) {

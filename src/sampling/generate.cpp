@@ -110,7 +110,10 @@ torch::Tensor sample_teacher(const NetworkPtr& model, const torch::Tensor& noise
 
   const torch::Tensor first_param = model->module().parameters().front();
   const torch::Device device = first_param.device();
-  const auto dtype = first_param.scalar_type();
+  // The sampler's state stays in float32 when the network runs in half precision (it casts its
+  // inputs itself and returns x's dtype).
+  const auto param_dtype = first_param.scalar_type();
+  const auto dtype = param_dtype == torch::kBFloat16 || param_dtype == torch::kHalf ? torch::kFloat32 : param_dtype;
   const Sampler sampler = find_sampler(s.sampler);
   const std::vector<double> sig = sigmas(s.steps, s.shift, s.timestep_ratio);
 

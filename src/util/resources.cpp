@@ -27,3 +27,35 @@ bool reset_peak_rss() {
 }
 
 }  // namespace arcflow
+
+// ------------------------------------------------------------------------------ device memory
+
+#ifdef ARCFLOW_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace arcflow {
+
+int64_t peak_device_memory_bytes(const c10::Device& device) {
+#ifdef ARCFLOW_HAVE_CUDA
+  if (device.is_cuda()) {
+    using namespace c10::cuda::CUDACachingAllocator;
+    const auto stats = getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return stats.allocated_bytes[static_cast<size_t>(StatType::AGGREGATE)].peak;
+  }
+#endif
+  if (device.is_cpu()) return peak_rss_bytes();
+  return -1;
+}
+
+void reset_peak_device_memory(const c10::Device& device) {
+#ifdef ARCFLOW_HAVE_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+    return;
+  }
+#endif
+  if (device.is_cpu()) reset_peak_rss();
+}
+
+}  // namespace arcflow

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,16 @@ struct ModelEntry {
   NetworkPtr (*load)(const io::SafetensorsFile& f, const std::string& path, torch::Device device);
   // A freshly initialised network from its config JSON (std::invalid_argument naming the field).
   NetworkPtr (*create)(const nlohmann::json& config);
+  // Published model folders (diffusers layout): the `_class_name` of the transformer's config.json
+  // and the loader of such a folder, weights in the given dtype; null for file-only architectures.
+  const char* diffusers_class = nullptr;
+  NetworkPtr (*load_folder)(const std::string& dir, torch::Device device, torch::ScalarType dtype) = nullptr;
+};
+
+struct LoadOptions {
+  // Compute dtype of a model folder's weights (float32, bfloat16, float16); unset: bfloat16 on
+  // CUDA, float32 elsewhere. Weights files keep their own dtype unless this is set.
+  std::optional<torch::ScalarType> dtype;
 };
 
 // The table, in display order.
@@ -28,9 +39,13 @@ const std::vector<ModelEntry>& model_registry();
 // The entry for `kind`; throws std::invalid_argument listing the known kinds.
 const ModelEntry& find_model(const std::string& kind);
 
-// Loads a teacher from a weights file; its "model" metadata picks the architecture (files without
-// it are DiTs, as written before the registry). Throws std::runtime_error naming `path`.
-NetworkPtr load_network(const std::string& path, torch::Device device = torch::kCPU);
+// Loads a teacher from a weights file, whose "model" metadata picks the architecture (files without
+// it are DiTs, as written before the registry), or from a model folder in the diffusers layout
+// (MODEL_DIR/transformer/config.json, or a transformer folder itself), whose config.json
+// `_class_name` picks it. Throws std::runtime_error naming `path`.
+NetworkPtr load_network(const std::string& path, torch::Device device = torch::kCPU, const LoadOptions& opts = {});
+// True when `path` is a folder (a model folder, for load_network).
+bool is_model_folder(const std::string& path);
 NetworkPtr create_network(const std::string& kind, const nlohmann::json& config);
 // Writes the network's weights with {"model": kind, "config": config JSON} (atomically). Throws
 // std::invalid_argument for a network carrying LoRA adapters (save those as an adapter).

@@ -2,6 +2,8 @@
 // (Linux: VmHWM in /proc/self/status, reset by writing 5 to /proc/self/clear_refs).
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 
 namespace arcflow {
@@ -12,5 +14,11 @@ int64_t peak_rss_bytes();
 int64_t current_rss_bytes();
 // Resets the peak to the current size; false where the kernel does not support it.
 bool reset_peak_rss();
+
+// Peak memory of computations on `device` since the last reset, in bytes: CUDA devices report the
+// caching allocator's peak of allocated bytes (in CUDA builds), the CPU its peak resident set size.
+// -1 when unknown.
+int64_t peak_device_memory_bytes(const c10::Device& device);
+void reset_peak_device_memory(const c10::Device& device);
 
 }  // namespace arcflow

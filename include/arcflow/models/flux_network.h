@@ -1,0 +1,92 @@
+// FLUX.1 as a registered Network (models/network.h, kind "flux"), so that sampling, distillation,
+// evaluation and benchmarking reach it through the same seam as the DiT.
+//
+// Sample space: the VAE latent (C, h, w) with C = in_channels / 4 (16 for FLUX.1) and h, w even
+// (the image is h * 8 by w * 8 pixels for FLUX's VAE); the network packs it into 2x2 tokens
+// (pack_latents), runs the transformer and unpacks the velocity. The latent size is a setting of
+// the network (set_latent_size), not of the architecture.
+//
+// Condition keys (models/condition.h), per sample:
+//   "prompt_embeds"         (B, L, joint_attention_dim)   the T5 output
+//   "pooled_prompt_embeds"  (B, pooled_projection_dim)    CLIP's pooled output
+//   "guidance"              (B) float                     distilled guidance (FLUX.1-dev: required
+//                                                          when the config has guidance_embeds)
+// There is no null condition: FLUX.1-dev's guidance is an input (1 NFE per step), and FLUX.1-schnell
+// has none, so classifier-free guidance (cfg scale other than 1) is refused.
+//
+// Precision: the transformer runs in its weights' dtype (BF16 on CUDA); velocity() returns x's
+// dtype, so the sampler's state and the policy's integration stay in float32.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arcflow/io/safetensors.h"
+#include "arcflow/models/flux.h"
+#include "arcflow/models/flux_loader.h"
+#include "arcflow/models/network.h"
+
+namespace arcflow {
+
+class FluxNetwork : public Network {
+ public:
+  explicit FluxNetwork(FluxTransformer transformer, int64_t latent_height = 64, int64_t latent_width = 64);
+
+  // The latent the network samples: h and w even and > 0 (std::invalid_argument otherwise).
+  void set_latent_size(int64_t h, int64_t w);
+  int64_t latent_height() const { return h_; }
+  int64_t latent_width() const { return w_; }
+  int64_t latent_channels() const { return transformer->config.in_channels / 4; }
+  // Text tokens assumed by forward_flops (default 512, FLUX.1-dev's T5 length).
+  void set_text_tokens(int64_t n) { text_tokens_ = n; }
+
+  torch::Tensor velocity(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) override;
+  std::vector<int64_t> sample_shape() const override { return {latent_channels(), h_, w_}; }
+  torch::Device device() const override { return transformer->device(); }
+  void check_condition(const Condition& c, int64_t batch) const override;
+  torch::nn::Module& module() override { return *transformer; }
+  std::string kind() const override { return "flux"; }
+  nlohmann::json config_json() const override { return transformer->config.to_json(); }
+  NetworkPtr copy_network() override;
+  HeadInput head_input(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) override;
+  LoRALinear output_layer() override { return transformer->proj_out; }
+  HeadLayout head_layout() const override;
+  // The reference's targets for FLUX (ARCFLOW.md section 7).
+  std::vector<std::string> default_lora_targets() const override;
+  std::string final_norm_module() const override { return "norm_out"; }
+  double forward_flops(int64_t batch) const override;
+
+  FluxTransformer transformer;
+
+ private:
+  // Packed tokens, ids and the transformer's other inputs for x (B, C, h, w).
+  struct Inputs {
+    torch::Tensor tokens, prompt, pooled, guidance, img_ids, txt_ids;
+  };
+  Inputs inputs(const torch::Tensor& x, const Condition& c) const;
+
+  int64_t h_, w_;
+  int64_t text_tokens_ = 512;
+};
+
+// A FLUX model folder: MODEL_DIR/transformer/ (or a transformer folder itself, holding config.json
+// with _class_name FluxTransformer2DModel), weights in `dtype` on `device`.
+NetworkPtr load_flux_folder(const std::string& dir, torch::Device device, torch::ScalarType dtype);
+// The registry's single-file loader and constructor ("model" = "flux", "config" = the config JSON).
+NetworkPtr load_flux_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device);
+NetworkPtr create_flux_network(const nlohmann::json& config);
+// A network of `cfg` whose weights are N(0, std^2) (biases and norm weights as the layer kinds
+// suggest: biases 0, RMSNorm weights 1), built uninitialised straight on `device` in `dtype`:
+// for timing full-size shapes without the weights (`arcflow bench --random-weights`).
+NetworkPtr random_flux_network(const FluxConfig& cfg, torch::Device device, torch::ScalarType dtype,
+                               uint64_t seed = 0, double std = 0.02);
+
+// The condition of prompts rows[i] of `e` (on the CPU, in the file's dtype), with guidance g for
+// every sample when `with_guidance`.
+Condition flux_condition(const FluxPromptEmbeddings& e, const std::vector<int64_t>& rows, bool with_guidance,
+                         double guidance);
+
+}  // namespace arcflow

@@ -1,0 +1,159 @@
+#include "flux_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/models/flux_loader.h"
+#include "arcflow/models/flux_network.h"
+#include "arcflow/models/registry.h"
+#include "arcflow/sampling/generate.h"
+#include "arcflow/util/resources.h"
+#include "flux_sample.h"
+
+namespace arcflow::cli {
+namespace {
+
+void sync(torch::Device d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+double seconds_of(const std::function<void()>& f) {
+  const auto a = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+}
+
+// The median of `repeats` timed calls after one warm-up.
+double median_seconds(const std::function<void()>& f, int repeats) {
+  f();
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) t.push_back(seconds_of(f));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+FluxConfig named_config(const std::string& name) {
+  if (name == "flux-dev") return FluxConfig::flux1_dev();
+  if (name == "flux-schnell") {
+    FluxConfig c = FluxConfig::flux1_dev();
+    c.guidance_embeds = false;
+    return c;
+  }
+  if (name == "tiny") {  // the tests' shape: 2 + 2 blocks, 2 heads of 16
+    FluxConfig c;
+    c.in_channels = 16;
+    c.num_layers = 2;
+    c.num_single_layers = 2;
+    c.attention_head_dim = 16;
+    c.num_attention_heads = 2;
+    c.joint_attention_dim = 32;
+    c.pooled_projection_dim = 16;
+    c.guidance_embeds = true;
+    c.axes_dims_rope = {4, 6, 6};
+    return c;
+  }
+  return read_flux_config(name);  // a config.json
+}
+
+}  // namespace
+
+int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
+  if (o.repeats < 1) throw std::invalid_argument("--repeats must be >= 1");
+  if (o.text_tokens < 1) throw std::invalid_argument("--text-tokens must be >= 1");
+  for (int64_t r : o.resolutions)
+    if (r < 8 || r % 8 != 0) throw std::invalid_argument("--resolutions: " + std::to_string(r) + " is not a multiple of 8");
+  for (int s : o.teacher_steps)
+    if (s < 1) throw std::invalid_argument("--teacher-steps must be >= 1");
+  const torch::Device dev = start_up(g);
+  const torch::ScalarType dtype = parse_compute_dtype(o.dtype, dev);
+
+  reset_peak_device_memory(dev);
+  NetworkPtr net;
+  std::string source;
+  const double t_load = seconds_of([&] {
+    if (o.random_weights) {
+      net = random_flux_network(named_config(o.config), dev, dtype);
+      source = "random weights, config " + o.config;
+    } else {
+      LoadOptions lo;
+      lo.dtype = dtype;
+      net = load_network(o.model_dir, dev, lo);
+      source = o.model_dir;
+    }
+    sync(dev);
+  });
+  auto* flux = dynamic_cast<FluxNetwork*>(net.get());
+  if (flux == nullptr) throw std::invalid_argument(o.model_dir + ": not a FLUX model folder");
+  const FluxConfig& cfg = flux->transformer->config;
+  flux->set_text_tokens(o.text_tokens);
+  // The folder's VAE gives the image scale; random weights take FLUX.1's VAE (2^(4 - 1) = 8).
+  const std::string vae_config = o.model_dir + "/vae/config.json";
+  const int64_t downscale =
+      !o.random_weights && file_exists(vae_config) ? read_flux_vae_config(vae_config).downscale() : 8;
+
+  nlohmann::json out;
+  out["device"] = dev.str();
+  out["dtype"] = c10::toString(dtype);
+  out["source"] = source;
+  out["parameters"] = flux_parameter_count(cfg);
+  out["load_s"] = t_load;
+  out["weights_peak_gb"] = static_cast<double>(peak_device_memory_bytes(dev)) / 1e9;
+  out["text_tokens"] = o.text_tokens;
+  std::printf("FLUX transformer: %.3f B parameters (%s), %s on %s; built/loaded in %.1f s, peak %.2f GB\n",
+              flux_parameter_count(cfg) / 1e9, source.c_str(), c10::toString(dtype), dev.str().c_str(), t_load,
+              out["weights_peak_gb"].get<double>());
+
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t res : o.resolutions) {
+    if (res % (2 * downscale) != 0)
+      throw std::invalid_argument("--resolutions: " + std::to_string(res) + " is not a multiple of " +
+                                  std::to_string(2 * downscale) + " (2 x the VAE's downscale)");
+    flux->set_latent_size(res / downscale, res / downscale);
+    const int64_t n_img = (res / downscale / 2) * (res / downscale / 2);  // packed 2x2 tokens
+    torch::NoGradGuard no_grad;
+    const auto opt = torch::TensorOptions().device(dev);
+    Condition c;
+    c.set("prompt_embeds", torch::randn({1, o.text_tokens, cfg.joint_attention_dim}, opt).to(dtype));
+    c.set("pooled_prompt_embeds", torch::randn({1, cfg.pooled_projection_dim}, opt).to(dtype));
+    if (cfg.guidance_embeds) c.set("guidance", torch::full({1}, 3.5, opt));
+    const torch::Tensor x = make_noise(1, net->sample_shape(), 0, dev);
+    const torch::Tensor sigma = torch::full({1}, 0.5, opt);
+
+    reset_peak_device_memory(dev);
+    const double nfe_s = median_seconds([&] { net->velocity(x, sigma, c); sync(dev); }, o.repeats);
+    const double peak_gb = static_cast<double>(peak_device_memory_bytes(dev)) / 1e9;
+    const double flops = net->forward_flops(1);
+    nlohmann::json row = {{"resolution", res},       {"image_tokens", n_img},
+                          {"tflop_per_nfe", flops / 1e12}, {"ms_per_nfe", 1e3 * nfe_s},
+                          {"tflops", flops / nfe_s / 1e12}, {"peak_gb", peak_gb}};
+    std::printf("%4lld^2 (%lld + %lld tokens): %.2f TFLOP per NFE, %.1f ms per NFE (%.1f TFLOP/s), peak %.2f GB\n",
+                static_cast<long long>(res), static_cast<long long>(n_img), static_cast<long long>(o.text_tokens),
+                flops / 1e12, 1e3 * nfe_s, flops / nfe_s / 1e12, peak_gb);
+    // Whole images: Euler sampling at each step count (one NFE per step: distilled guidance, no CFG).
+    const torch::Tensor noise = make_noise(1, net->sample_shape(), 0, torch::kCPU);
+    std::vector<int> steps = o.teacher_steps;
+    steps.push_back(2);
+    for (int n : steps) {
+      TeacherSampling s;
+      s.steps = n;
+      s.cfg_scale = 1.0;
+      s.shift = 3.2;
+      const double t = seconds_of([&] { sample_teacher(net, noise, c.to(torch::kCPU), s); sync(dev); });
+      const std::string name = n == 2 ? "2-step" : "teacher-" + std::to_string(n);
+      row[name + "_s_per_image"] = t;
+      std::printf("      %-12s %3d NFE  %9.2f s per image\n", name.c_str(), n, t);
+    }
+    rows.push_back(row);
+  }
+  out["rows"] = rows;
+  io::write_file_atomic(o.output, out.dump(2) + "\n");
+  std::printf("wrote %s\n", o.output.c_str());
+  return 0;
+}
+
+}  // namespace arcflow::cli

@@ -1,0 +1,27 @@
+// `arcflow bench` on FLUX shapes (--teacher MODEL_DIR, or --random-weights --config flux-dev): FLOPs
+// per NFE, ms per NFE and peak memory at each resolution, and time per image of the teacher at 28
+// and 50 steps against 2 steps (the student's NFE count).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace arcflow::cli {
+
+struct FluxBenchOptions {
+  std::string model_dir;           // a FLUX model folder, or empty with random_weights
+  bool random_weights = false;
+  std::string config = "flux-dev";  // with --random-weights: flux-dev, flux-schnell, tiny, or a config.json
+  std::vector<int64_t> resolutions{512, 1024};
+  std::vector<int> teacher_steps{28, 50};
+  int64_t text_tokens = 512;
+  std::string dtype = "auto";
+  int repeats = 3;
+  std::string output = "bench-flux.json";
+};
+
+int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g);
+
+}  // namespace arcflow::cli

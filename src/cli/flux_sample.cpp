@@ -1,0 +1,157 @@
+#include "flux_sample.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <stdexcept>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/io/png.h"
+#include "arcflow/models/flux_loader.h"
+#include "arcflow/models/flux_network.h"
+#include "arcflow/models/registry.h"
+#include "arcflow/util/progress.h"
+
+namespace arcflow::cli {
+namespace {
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string folder_of(const std::string& file) {
+  const size_t slash = file.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : file.substr(0, slash);
+}
+
+void validate(const FluxSampleOptions& o) {
+  if (o.prompts.empty())
+    throw std::invalid_argument("--teacher " + o.model_dir + " is a model folder: pass --prompts FILE (pre-encoded "
+                                "prompts; scripts/encode_prompts.py writes one)");
+  require_input_file("--prompts", o.prompts, "a prompt-embeddings file from scripts/encode_prompts.py");
+  if (o.cfg_given && o.sampling.cfg_scale != 1.0)
+    throw std::invalid_argument("--cfg-scale: FLUX models take no classifier-free guidance here (FLUX.1-dev's "
+                                "guidance is distilled: use --guidance)");
+  if (!std::isfinite(o.guidance)) throw std::invalid_argument("--guidance must be finite");
+  if (o.height <= 0 || o.width <= 0)
+    throw std::invalid_argument("--height and --width must be > 0, got " + std::to_string(o.height) + " x " +
+                                std::to_string(o.width));
+  if (o.n == 0 || o.n < -1) throw std::invalid_argument("-n must be >= 1, got " + std::to_string(o.n));
+  if (o.output.empty() && o.save_tensors.empty())
+    throw std::invalid_argument("-o is empty and no --save-tensors given: nothing would be written");
+  o.sampling.validate();
+}
+
+}  // namespace
+
+torch::ScalarType parse_compute_dtype(const std::string& name, torch::Device device) {
+  if (name == "auto") return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  if (name == "float32" || name == "f32") return torch::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
+  if (name == "float16" || name == "f16") return torch::kFloat16;
+  throw std::invalid_argument("--dtype must be auto, float32, bfloat16 or float16, got '" + name + "'");
+}
+
+int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
+  validate(o);
+  const std::string vae_dir = o.model_dir + "/vae";
+  if (!o.output.empty() && !file_exists(vae_dir + "/config.json"))
+    throw std::invalid_argument(vae_dir + "/config.json: missing; the PNG needs the VAE (pass -o '' and "
+                                "--save-tensors FILE to keep the latents only)");
+  if (!o.output.empty()) io::make_output_dir(folder_of(o.output));
+  if (!o.save_tensors.empty()) io::make_output_dir(folder_of(o.save_tensors));
+  const torch::Device device = start_up(global);
+  const torch::ScalarType dtype = parse_compute_dtype(o.dtype, device);
+
+  // Everything small is read and checked before the transformer's weights.
+  const FluxConfig cfg = read_flux_config(file_exists(o.model_dir + "/transformer/config.json")
+                                              ? o.model_dir + "/transformer/config.json"
+                                              : o.model_dir + "/config.json");
+  const FluxPromptEmbeddings prompts = load_flux_prompt_embeddings(o.prompts, cfg);
+  if (prompts.size() == 0) throw std::invalid_argument(o.prompts + ": holds no prompts");
+  if (!cfg.guidance_embeds && o.guidance_given)
+    throw std::invalid_argument("--guidance: " + o.model_dir + " has no guidance embedding (a schnell-like model)");
+  int64_t downscale = 8;
+  FluxVaeDecoder vae{nullptr};
+  if (!o.output.empty()) {
+    downscale = read_flux_vae_config(vae_dir + "/config.json").downscale();
+  } else if (file_exists(vae_dir + "/config.json")) {
+    downscale = read_flux_vae_config(vae_dir + "/config.json").downscale();
+  }
+  const int64_t cell = 2 * downscale;  // one packed token covers 2x2 latent pixels
+  if (o.height % cell != 0 || o.width % cell != 0)
+    throw std::invalid_argument("--height and --width must be multiples of " + std::to_string(cell) +
+                                " (2 x the VAE's downscale " + std::to_string(downscale) + "), got " +
+                                std::to_string(o.height) + " x " + std::to_string(o.width));
+
+  LoadOptions lo;
+  lo.dtype = dtype;
+  NetworkPtr net = load_network(o.model_dir, device, lo);
+  auto* flux = dynamic_cast<FluxNetwork*>(net.get());
+  if (flux == nullptr) throw std::invalid_argument(o.model_dir + ": not a FLUX model folder");
+  flux->set_latent_size(o.height / downscale, o.width / downscale);
+  if (!o.output.empty()) vae = load_flux_vae_decoder(vae_dir, dtype, device);
+
+  const int64_t n = o.n > 0 ? o.n : prompts.size();
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i % prompts.size();
+  const Condition cond = flux_condition(prompts, rows, cfg.guidance_embeds, o.guidance);
+  const torch::Tensor noise = make_noise(n, net->sample_shape(), o.seed, torch::kCPU);
+
+  TeacherSampling s = o.sampling;
+  s.cfg_scale = 1.0;
+  const int64_t chunks = (n + s.max_batch - 1) / s.max_batch;
+  ProgressBar bar("FLUX " + s.sampler, chunks * s.steps, !o.quiet);
+  const torch::Tensor latents =
+      sample_teacher(net, noise, cond, s, [&bar](const StepInfo& info) { bar.update(info.step + 1); });
+  bar.finish();
+  const double seconds = bar.elapsed_seconds();
+
+  io::Metadata params = {{"model", "teacher"},
+                         {"teacher", o.model_dir},
+                         {"prompts", o.prompts},
+                         {"sampler", s.sampler},
+                         {"steps", std::to_string(s.steps)},
+                         {"nfe", std::to_string(teacher_nfe(s))},
+                         {"guidance", cfg.guidance_embeds ? fmt(o.guidance) : "none"},
+                         {"shift", fmt(s.shift)},
+                         {"height", std::to_string(o.height)},
+                         {"width", std::to_string(o.width)},
+                         {"dtype", std::string(c10::toString(dtype))},
+                         {"seed", std::to_string(o.seed)},
+                         {"n", std::to_string(n)},
+                         {"command", command_line()}};
+  if (!o.output.empty()) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> images;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t start = c * s.max_batch, len = std::min(s.max_batch, n - start);
+      images.push_back(vae->decode(latents.narrow(0, start, len).to(device, dtype)).to(torch::kCPU, torch::kFloat32));
+    }
+    std::map<std::string, std::string> text(params.begin(), params.end());
+    std::string which;
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t r = static_cast<size_t>(rows[static_cast<size_t>(i)]);
+      which += (i ? " | " : "") + (r < prompts.prompts.size() ? prompts.prompts[r] : std::to_string(r));
+    }
+    text["prompts_used"] = which;
+    text["Software"] = "arcflow 0.1.0";
+    io::write_png(o.output, images_to_grid(torch::cat(images, 0), o.nrow, 2), text);
+    std::printf("wrote %s (%lld images of %lld x %lld)\n", o.output.c_str(), static_cast<long long>(n),
+                static_cast<long long>(o.width), static_cast<long long>(o.height));
+  }
+  if (!o.save_tensors.empty()) {
+    save_sample_tensors(o.save_tensors, noise, torch::tensor(rows, torch::kLong), latents, params);
+    std::printf("wrote %s (noise, labels = prompt index, samples = latents)\n", o.save_tensors.c_str());
+  }
+  std::printf("NFE per image: %d\n", teacher_nfe(s));
+  std::printf("time: %.2f ms per image (%s for %lld on %s, %s)\n", 1000.0 * seconds / static_cast<double>(n),
+              format_duration(seconds).c_str(), static_cast<long long>(n), device.str().c_str(),
+              c10::toString(dtype));
+  return 0;
+}
+
+}  // namespace arcflow::cli

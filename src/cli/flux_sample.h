@@ -1,0 +1,37 @@
+// `arcflow sample --teacher MODEL_DIR --prompts FILE`: a FLUX.1 model folder (diffusers layout,
+// ARCFLOW.md section 7) sampled from pre-encoded prompts, decoded by its VAE to a PNG grid.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "arcflow/sampling/generate.h"
+#include "common.h"
+
+namespace arcflow::cli {
+
+struct FluxSampleOptions {
+  std::string model_dir;     // --teacher
+  std::string prompts;       // --prompts: prompt-embeddings file (scripts/encode_prompts.py)
+  std::string output;        // -o: PNG grid ("" = none)
+  std::string save_tensors;  // --save-tensors: noise, prompt indices (as labels), latents
+  std::string dtype = "auto";
+  int64_t n = -1;            // images; -1: one per prompt
+  uint64_t seed = 0;
+  TeacherSampling sampling;  // steps, shift, sampler, batch (cfg_scale must stay 1)
+  bool cfg_given = false;
+  double guidance = 3.5;     // distilled guidance (models with guidance_embeds)
+  bool guidance_given = false;
+  int64_t height = 1024, width = 1024;
+  int nrow = 10;
+  bool quiet = false;
+};
+
+// "auto" -> bfloat16 on CUDA, float32 elsewhere; else float32 / bfloat16 / float16
+// (std::invalid_argument naming --dtype otherwise).
+torch::ScalarType parse_compute_dtype(const std::string& name, torch::Device device);
+
+int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global);
+
+}  // namespace arcflow::cli

@@ -1,0 +1,234 @@
+// Implementation of arcflow/models/flux_network.h.
+#include "arcflow/models/flux_network.h"
+
+#include <sys/stat.h>
+
+#include <c10/core/DefaultDtype.h>
+
+#include <stdexcept>
+
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/models/param_init.h"
+#include "arcflow/models/weights.h"
+
+namespace arcflow {
+namespace {
+
+bool is_file(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string shape_str(const torch::Tensor& t) { return c10::str(t.sizes()); }
+
+// Sets the default dtype for the scope (process-wide: build models on one thread at a time).
+class DtypeScope {
+ public:
+  explicit DtypeScope(torch::ScalarType t) : saved_(c10::get_default_dtype()) {
+    c10::set_default_dtype(c10::scalarTypeToTypeMeta(t));
+  }
+  ~DtypeScope() { c10::set_default_dtype(saved_); }
+  DtypeScope(const DtypeScope&) = delete;
+  DtypeScope& operator=(const DtypeScope&) = delete;
+
+ private:
+  caffe2::TypeMeta saved_;
+};
+
+}  // namespace
+
+FluxNetwork::FluxNetwork(FluxTransformer t, int64_t latent_height, int64_t latent_width)
+    : transformer(std::move(t)), h_(0), w_(0) {
+  if (transformer->config.in_channels % 4 != 0)
+    throw std::invalid_argument("FLUX: in_channels " + std::to_string(transformer->config.in_channels) +
+                                " is not 4 x latent channels (2x2 packing)");
+  if (transformer->config.patch_size != 1)
+    throw std::invalid_argument("FLUX: patch_size " + std::to_string(transformer->config.patch_size) +
+                                " is not supported (FLUX.1 uses 1; the 2x2 packing is the pipeline's)");
+  set_latent_size(latent_height, latent_width);
+}
+
+void FluxNetwork::set_latent_size(int64_t h, int64_t w) {
+  if (h <= 0 || w <= 0 || h % 2 != 0 || w % 2 != 0)
+    throw std::invalid_argument("FLUX: the latent must have even height and width > 0, got " + std::to_string(h) +
+                                " x " + std::to_string(w));
+  h_ = h;
+  w_ = w;
+}
+
+void FluxNetwork::check_condition(const Condition& c, int64_t batch) const {
+  const FluxConfig& cfg = transformer->config;
+  const auto need = [&](const char* key) {
+    if (!c.has(key))
+      throw std::invalid_argument(std::string("FLUX: the condition lacks '") + key +
+                                  "' (prompt_embeds, pooled_prompt_embeds" +
+                                  (cfg.guidance_embeds ? ", guidance" : "") + " are required)");
+    return c.at(key);
+  };
+  const torch::Tensor p = need("prompt_embeds"), q = need("pooled_prompt_embeds");
+  if (p.dim() != 3 || p.size(0) != batch || p.size(2) != cfg.joint_attention_dim)
+    throw std::invalid_argument("FLUX: prompt_embeds must be (" + std::to_string(batch) + ", L, " +
+                                std::to_string(cfg.joint_attention_dim) + "), got " + shape_str(p));
+  if (q.dim() != 2 || q.size(0) != batch || q.size(1) != cfg.pooled_projection_dim)
+    throw std::invalid_argument("FLUX: pooled_prompt_embeds must be (" + std::to_string(batch) + ", " +
+                                std::to_string(cfg.pooled_projection_dim) + "), got " + shape_str(q));
+  if (cfg.guidance_embeds) {
+    const torch::Tensor g = need("guidance");
+    if (g.dim() != 1 || g.size(0) != batch)
+      throw std::invalid_argument("FLUX: guidance must be (" + std::to_string(batch) + "), got " + shape_str(g));
+  } else if (c.has("guidance")) {
+    throw std::invalid_argument("FLUX: this model has no guidance embedding (a schnell-like config); "
+                                "the condition must not carry 'guidance'");
+  }
+  for (const auto& [key, t] : c.tensors())
+    if (key != "prompt_embeds" && key != "pooled_prompt_embeds" && key != "guidance")
+      throw std::invalid_argument("FLUX: unknown condition key '" + key + "'");
+}
+
+FluxNetwork::Inputs FluxNetwork::inputs(const torch::Tensor& x, const Condition& c) const {
+  if (x.dim() != 4 || x.size(1) != latent_channels() || x.size(2) % 2 != 0 || x.size(3) % 2 != 0)
+    throw std::invalid_argument("FLUX: x must be (B, " + std::to_string(latent_channels()) +
+                                ", h, w) with h and w even, got " + shape_str(x));
+  check_condition(c, x.size(0));
+  const torch::Device dev = device();
+  Inputs in;
+  in.tokens = pack_latents(x);
+  in.prompt = c.at("prompt_embeds").to(dev);
+  in.pooled = c.at("pooled_prompt_embeds").to(dev);
+  if (transformer->config.guidance_embeds) in.guidance = c.at("guidance").to(dev, torch::kFloat32);
+  in.img_ids = latent_image_ids(x.size(2) / 2, x.size(3) / 2, dev);
+  in.txt_ids = text_ids(in.prompt.size(1), dev);
+  return in;
+}
+
+torch::Tensor FluxNetwork::velocity(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) {
+  const Inputs in = inputs(x, c);
+  const torch::Tensor v =
+      transformer->forward(in.tokens, in.prompt, in.pooled, sigma, in.guidance, in.img_ids, in.txt_ids);
+  return unpack_latents(v, x.size(2), x.size(3)).to(x.scalar_type());
+}
+
+NetworkPtr FluxNetwork::copy_network() {
+  FluxTransformer m{nullptr};
+  {
+    DtypeScope dtype(transformer->dtype());
+    ParamInitGuard uninitialised(device());
+    m = FluxTransformer(transformer->config);
+  }
+  copy_state(*transformer, *m);
+  m->train(transformer->is_training());
+  auto net = std::make_shared<FluxNetwork>(m, h_, w_);
+  net->text_tokens_ = text_tokens_;
+  return net;
+}
+
+HeadInput FluxNetwork::head_input(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) {
+  const Inputs in = inputs(x, c);
+  HeadInput out;
+  out.tokens = transformer->features(in.tokens, in.prompt, in.pooled, sigma, in.guidance, in.img_ids, in.txt_ids,
+                                     &out.embedding);
+  return out;
+}
+
+HeadLayout FluxNetwork::head_layout() const {
+  HeadLayout l;
+  l.feature_dim = transformer->config.inner_dim();
+  l.embed_dim = transformer->config.inner_dim();
+  l.pixels = 4;  // a token is a 2x2 patch of latent pixels
+  l.channels = latent_channels();
+  // FLUX orders a token's values (value, py, px) as proj_out does: per component k, `per` values for
+  // each of the 4 pixels, value-major, so that a head initialised from proj_out reads like it.
+  const int64_t h = h_, w = w_;
+  l.to_sample = [h, w](const torch::Tensor& tokens, int64_t K, int64_t per) {
+    const int64_t B = tokens.size(0), N = tokens.size(1);
+    const torch::Tensor by_k = tokens.reshape({B, N, K, 4 * per}).permute({0, 2, 1, 3}).reshape({B * K, N, 4 * per});
+    return unpack_latents(by_k, h, w).reshape({B, K, per, h, w});
+  };
+  return l;
+}
+
+std::vector<std::string> FluxNetwork::default_lora_targets() const {
+  return {"single_transformer_blocks.*.proj_mlp",  "single_transformer_blocks.*.proj_out",
+          "transformer_blocks.*.ff.net.0.proj",    "transformer_blocks.*.ff.net.2",
+          "transformer_blocks.*.ff_context.net.0.proj", "transformer_blocks.*.ff_context.net.2",
+          "time_text_embed.timestep_embedder.linear_1", "time_text_embed.timestep_embedder.linear_2"};
+}
+
+double FluxNetwork::forward_flops(int64_t batch) const {
+  return flux_forward_flops(transformer->config, batch, (h_ / 2) * (w_ / 2), text_tokens_);
+}
+
+// ----------------------------------------------------------------------------------- loading
+
+NetworkPtr load_flux_folder(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
+  const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
+  const std::string folder = is_file(base + "transformer/config.json") ? base + "transformer" : dir;
+  if (!is_file(folder + "/config.json"))
+    throw std::runtime_error(dir + ": not a FLUX model folder (neither transformer/config.json nor config.json)");
+  return std::make_shared<FluxNetwork>(load_flux_transformer(folder, dtype, device));
+}
+
+NetworkPtr load_flux_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device) {
+  const nlohmann::json j = described_config(f, path, "flux");
+  FluxConfig cfg;
+  try {
+    cfg = FluxConfig::from_json(j);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": config: " + e.what());
+  }
+  check_state_size(f, path, flux_parameter_count(cfg));
+  FluxTransformer m{nullptr};
+  {
+    ParamInitGuard uninitialised(torch::kCPU);
+    m = FluxTransformer(cfg);
+  }
+  load_state(*m, f.tensors, path);
+  m->to(device);
+  return std::make_shared<FluxNetwork>(m);
+}
+
+NetworkPtr create_flux_network(const nlohmann::json& config) {
+  return std::make_shared<FluxNetwork>(FluxTransformer(FluxConfig::from_json(config)));
+}
+
+NetworkPtr random_flux_network(const FluxConfig& cfg, torch::Device device, torch::ScalarType dtype, uint64_t seed,
+                               double std) {
+  cfg.validate();
+  FluxTransformer m{nullptr};
+  {
+    DtypeScope scope(dtype);
+    ParamInitGuard uninitialised(device);
+    m = FluxTransformer(cfg);
+  }
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& p : m->named_parameters(true)) {
+    const std::string& k = p.key();
+    torch::Tensor t = p.value();
+    t.set_requires_grad(false);
+    if (k.size() >= 5 && k.compare(k.size() - 5, 5, ".bias") == 0) {
+      t.zero_();
+    } else if (t.dim() == 1) {
+      t.fill_(1.0);  // RMSNorm weights
+    } else if (device.is_cpu()) {
+      t.copy_(torch::randn(t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat32)) * std);
+    } else {
+      t.normal_(0.0, std);  // on the accelerator's own generator: no host copy of 12B values
+    }
+  }
+  m->eval();
+  return std::make_shared<FluxNetwork>(m);
+}
+
+Condition flux_condition(const FluxPromptEmbeddings& e, const std::vector<int64_t>& rows, bool with_guidance,
+                         double guidance) {
+  const torch::Tensor idx = torch::tensor(rows, torch::kLong);
+  Condition c;
+  c.set("prompt_embeds", e.prompt_embeds.index_select(0, idx));
+  c.set("pooled_prompt_embeds", e.pooled_prompt_embeds.index_select(0, idx));
+  if (with_guidance)
+    c.set("guidance", torch::full({static_cast<int64_t>(rows.size())}, guidance, torch::kFloat32));
+  return c;
+}
+
+}  // namespace arcflow

@@ -1,0 +1,56 @@
+#!/bin/sh
+# CTest: `arcflow sample` and `arcflow bench` on a FLUX model folder (the tiny random models of
+# tests/data/flux, diffusers layout): a PNG grid of the right size, reproducible latents, FLUX
+# bench rows, and one-line errors for misuse. Usage: flux.sh ARCFLOW_BINARY (from the repository root).
+set -u
+bin=$1
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+fail=0
+F=tests/data/flux
+# PNG width and height from the IHDR chunk (bytes 16..23, big-endian).
+png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{print $3*256+$4 "x" $7*256+$8}'; }
+run() {
+  if ! out=$(timeout 300 "$bin" -t 1 "$@" 2>&1); then echo "FAIL: arcflow $*"; printf '%s\n' "$out" | tail -n 5; fail=1; fi
+}
+expect() {
+  needle=$1
+  shift
+  out=$(timeout 60 "$bin" -t 1 "$@" 2>&1)
+  status=$?
+  line=$(printf '%s\n' "$out" | grep -F -- "$needle" | head -n 1)
+  if [ $status -eq 0 ] || [ -z "$line" ]; then
+    echo "FAIL (status $status) arcflow $*"; printf '%s\n' "$out" | tail -n 3; fail=1
+  else
+    echo "ok: arcflow $* -> $line"
+  fi
+}
+run sample --teacher $F/dev --prompts $F/prompts.safetensors --steps 2 --shift 3.2 --guidance 3.5 --height 32 \
+  --width 24 -o "$d/grid.png" --save-tensors "$d/a.safetensors" -q
+size=$(png_size "$d/grid.png")
+# three prompts -> three images of 24 x 32 in one row, 2 pixels apart
+if [ "$size" = "76x32" ]; then echo "ok: grid $size"; else echo "FAIL: grid is $size, expected 76x32"; fail=1; fi
+# the same command again: the same latents, byte for byte (seeded noise, deterministic network)
+cp "$d/a.safetensors" "$d/first.safetensors"
+run sample --teacher $F/dev --prompts $F/prompts.safetensors --steps 2 --shift 3.2 --guidance 3.5 --height 32 \
+  --width 24 -o "$d/grid.png" --save-tensors "$d/a.safetensors" -q
+cmp -s "$d/a.safetensors" "$d/first.safetensors" || { echo "FAIL: a repeated run wrote other tensors"; fail=1; }
+run sample --teacher $F/dev --prompts $F/prompts.safetensors --steps 2 --shift 3.2 --height 32 --width 24 -n 5 \
+  -o "$d/five.png" -q
+[ "$(png_size "$d/five.png")" = "128x32" ] || { echo "FAIL: -n 5 grid is $(png_size "$d/five.png")"; fail=1; }
+run bench --teacher $F/dev --resolutions 32 --teacher-steps 3 --text-tokens 8 --repeats 1 -o "$d/bench.json"
+grep -q '"ms_per_nfe"' "$d/bench.json" || { echo "FAIL: no ms_per_nfe in bench.json"; fail=1; }
+run bench --random-weights --config tiny --resolutions 32 --teacher-steps 3 --text-tokens 8 --repeats 1 \
+  -o "$d/bench-random.json"
+grep -q '"teacher-3_s_per_image"' "$d/bench-random.json" || { echo "FAIL: no teacher row in bench-random.json"; fail=1; }
+
+expect "--prompts" sample --teacher $F/dev -o "$d/x.png"
+expect "no guidance embedding" sample --teacher $F/schnell --prompts $F/prompts.safetensors --guidance 3.5 -o '' \
+  --save-tensors "$d/x.safetensors" --height 32 --width 32
+expect "multiples of 8" sample --teacher $F/dev --prompts $F/prompts.safetensors --height 30 --width 32 -o "$d/x.png"
+expect "--cfg-scale" sample --teacher $F/dev --prompts $F/prompts.safetensors --cfg-scale 4 -o "$d/x.png"
+expect "--dtype" sample --teacher $F/dev --prompts $F/prompts.safetensors --dtype float8 -o "$d/x.png"
+expect "FLUX model folders" sample --teacher models/teacher.safetensors --prompts $F/prompts.safetensors -o "$d/x.png"
+expect "vae/config.json" sample --teacher $F/schnell --prompts $F/prompts.safetensors --height 32 --width 32 \
+  -o "$d/x.png"
+exit $fail
