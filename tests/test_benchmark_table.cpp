@@ -1,7 +1,7 @@
 // Tests for arcflow/evaluation/benchmark_table.h on a tiny random 28x28 DiT and a fresh classifier:
 // the rows and their order, the reference row's zero distances, the shared noise (a K = 1 student
 // with zero LoRA and no head noise reproduces a hand-written 2-step conditional Euler of the
-// teacher), traj_mse against an independent computation, progress calls, and input validation.
+// teacher), endpoint_mse against an independent computation, progress calls, and input validation.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -93,8 +93,8 @@ TEST(BenchmarkTable, RowsReferenceSharedNoiseAndMetrics) {
   Fixture fx;
   StudentSampling two;
   two.nfe = 2;
-  std::vector<BenchmarkStudent> students = {{"arcflow-2", make_student(fx.teacher, 2), two},
-                                            {"linear-2", make_student(fx.teacher, 1), two}};
+  std::vector<BenchmarkStudent> students = {{"arcflow-2", make_student(fx.teacher, 2), two, {}},
+                                            {"linear-2", make_student(fx.teacher, 1), two, {}}};
   BenchmarkOptions opt;
   opt.n = 20;  // two samples of each of the 10 classes: diversity is defined
   opt.seed = 7;
@@ -113,7 +113,7 @@ TEST(BenchmarkTable, RowsReferenceSharedNoiseAndMetrics) {
     const BenchmarkRow& r = t.rows[i];
     EXPECT_EQ(r.method, want[i]);
     EXPECT_EQ(r.nfe, want_nfe[i]) << r.method;
-    for (double v : {r.fid, r.fid_vs_teacher, r.accuracy, r.diversity, r.traj_mse, r.ms_per_image})
+    for (double v : {r.fid, r.fid_vs_teacher, r.accuracy, r.diversity, r.endpoint_mse, r.ms_per_image})
       EXPECT_TRUE(std::isfinite(v)) << r.method;
     EXPECT_GE(r.accuracy, 0.0);
     EXPECT_LE(r.accuracy, 1.0);
@@ -129,14 +129,14 @@ TEST(BenchmarkTable, RowsReferenceSharedNoiseAndMetrics) {
 
   // The reference against itself.
   const BenchmarkRow& ref = t.rows[0];
-  EXPECT_EQ(ref.traj_mse, 0.0);
+  EXPECT_EQ(ref.endpoint_mse, 0.0);
   EXPECT_NEAR(ref.fid_vs_teacher, 0.0, 1e-6 * (1.0 + fx.reference.cov.trace().item<double>()));
 
-  // traj_mse, recomputed from the raw outputs (preview = all samples here).
+  // endpoint_mse, recomputed from the raw outputs (preview = all samples here).
   const torch::Tensor x_ref = ref.preview.to(torch::kFloat64);
   for (const BenchmarkRow& r : t.rows)
-    EXPECT_NEAR(r.traj_mse, (r.preview.to(torch::kFloat64) - x_ref).pow(2).mean().item<double>(), 1e-12) << r.method;
-  EXPECT_GT(t.rows[1].traj_mse, 0.0);
+    EXPECT_NEAR(r.endpoint_mse, (r.preview.to(torch::kFloat64) - x_ref).pow(2).mean().item<double>(), 1e-12) << r.method;
+  EXPECT_GT(t.rows[1].endpoint_mse, 0.0);
 
   // fid and fid_vs_teacher of one row, recomputed.
   const ClassifierOutputs out = classify_images(fx.clf, t.rows[1].preview);
@@ -168,7 +168,7 @@ TEST(BenchmarkTable, TableTextAndStudentAtAnotherNfe) {
   LoRAStudent s = make_student(fx.teacher, 2);
   StudentSampling two, four;
   four.nfe = 4;
-  std::vector<BenchmarkStudent> students = {{"arcflow-2", s, two}, {"arcflow-4", s, four}};
+  std::vector<BenchmarkStudent> students = {{"arcflow-2", s, two, {}}, {"arcflow-4", s, four, {}}};
   BenchmarkOptions opt;
   opt.n = 4;
   opt.reference_steps = 4;
@@ -193,7 +193,7 @@ TEST(BenchmarkTable, TableTextAndStudentAtAnotherNfe) {
   ASSERT_EQ(j.at("rows").size(), 7u);
   EXPECT_EQ(j["rows"][6]["method"], "arcflow-4");
   EXPECT_EQ(j["rows"][6]["nfe"], 4);
-  for (const char* k : {"fid", "fid_vs_teacher", "accuracy", "diversity", "traj_mse", "ms_per_image"})
+  for (const char* k : {"fid", "fid_vs_teacher", "accuracy", "diversity", "endpoint_mse", "ms_per_image"})
     EXPECT_TRUE(j["rows"][0].contains(k)) << k;
   EXPECT_EQ(j["n"], 4);
   EXPECT_EQ(j["teacher"], "t.safetensors");
@@ -223,15 +223,16 @@ TEST(BenchmarkTable, ValidatesInputsNamingTheProblem) {
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), none, fx.clf, fx.reference, bad); }).find("teacher_steps"),
             std::string::npos);
 
-  std::vector<BenchmarkStudent> dup = {{"a", make_student(fx.teacher, 1), two}, {"a", make_student(fx.teacher, 1), two}};
+  std::vector<BenchmarkStudent> dup = {{"a", make_student(fx.teacher, 1), two, {}},
+                                       {"a", make_student(fx.teacher, 1), two, {}}};
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), dup, fx.clf, fx.reference, opt); }).find("'a' is used twice"),
             std::string::npos);
-  std::vector<BenchmarkStudent> clash = {{"teacher-euler-2", make_student(fx.teacher, 1), two}};
+  std::vector<BenchmarkStudent> clash = {{"teacher-euler-2", make_student(fx.teacher, 1), two, {}}};
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), clash, fx.clf, fx.reference, opt); }).find("used twice"),
             std::string::npos);
   StudentSampling zero;
   zero.nfe = 0;
-  std::vector<BenchmarkStudent> badnfe = {{"s", make_student(fx.teacher, 1), zero}};
+  std::vector<BenchmarkStudent> badnfe = {{"s", make_student(fx.teacher, 1), zero, {}}};
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), badnfe, fx.clf, fx.reference, opt); }).find("student 's'"),
             std::string::npos);
 
@@ -242,4 +243,80 @@ TEST(BenchmarkTable, ValidatesInputsNamingTheProblem) {
   Classifier three(c3);
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), none, three, fx.reference, opt); }).find("3 classes"),
             std::string::npos);
+}
+
+TEST(BenchmarkTable, ReferenceSamplerAtOtherShifts) {
+  Fixture fx;
+  std::vector<BenchmarkStudent> none;
+  BenchmarkOptions opt;
+  opt.n = 10;
+  opt.seed = 3;
+  opt.reference_steps = 2;
+  opt.teacher_steps = {1};
+  opt.cfg_scale = 1.0;  // the plain conditional teacher, written out below
+  opt.teacher_shift = 1.0;
+  opt.reference_shifts = {3.2, 1.0};  // 1.0 is the reference itself: no extra row
+  opt.preview = 10;
+  const BenchmarkTable t = run_benchmark(fx.teacher.ptr(), none, fx.clf, fx.reference, opt);
+  std::vector<std::string> names;
+  for (const auto& r : t.rows) names.push_back(r.method);
+  EXPECT_EQ(names, (std::vector<std::string>{"teacher-euler-2-cfg", "teacher-euler-2-cfg-shift-3.2", "teacher-euler-1",
+                                             "teacher-dpmpp-1"}));
+  EXPECT_NE(t.rows[1].description.find("shift 3.2"), std::string::npos) << t.rows[1].description;
+  EXPECT_EQ(t.rows[1].nfe, 2);  // guidance 1: one call per step
+
+  // Euler over sigma = s tau / (1 + (s - 1) tau) at tau 1, 1/2, 0, by hand.
+  const auto euler = [&](double s) {
+    torch::Tensor x = make_noise(10, {1, 28, 28}, 3);
+    const torch::Tensor y = torch::arange(10, torch::kLong) % 10;
+    const double mid = s * 0.5 / (1 + (s - 1) * 0.5);
+    torch::NoGradGuard g;
+    x = x - (1.0 - mid) * fx.teacher->forward(x, torch::full({10}, 1.0), y);
+    return x - mid * fx.teacher->forward(x, torch::full({10}, mid), y);
+  };
+  const torch::Tensor x1 = euler(1.0), x32 = euler(3.2);
+  EXPECT_TRUE(torch::allclose(t.rows[0].preview, x1, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(t.rows[1].preview, x32, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(t.reference_samples, x1, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::equal(t.noise, make_noise(10, {1, 28, 28}, 3)));
+  // Its endpoint MSE is measured against the reference at --shift (1 here).
+  const double mse = (x32.to(torch::kFloat64) - x1.to(torch::kFloat64)).pow(2).mean().item<double>();
+  EXPECT_NEAR(t.rows[1].endpoint_mse, mse, 1e-5 * mse);
+  EXPECT_GT(mse, 0.0);
+
+  opt.reference_shifts = {0.0};
+  EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), none, fx.clf, fx.reference, opt); }).find("reference_shifts"),
+            std::string::npos);
+}
+
+TEST(BenchmarkTable, ReadsOldReportsTrajMseAsEndpointMse) {
+  // A report as `arcflow eval` wrote it before the rename (trimmed), and one after.
+  const nlohmann::json old_report = nlohmann::json::parse(R"({"n": 5000, "seed": 0, "rows": [
+    {"method": "teacher-euler-50-cfg", "nfe": 100, "fid": 2.5, "fid_vs_teacher": 0.0, "accuracy": 0.9,
+     "diversity": 6.1, "traj_mse": 0.0, "ms_per_image": 12.0, "description": "teacher"},
+    {"method": "arcflow-2", "nfe": 2, "fid": 29.6, "fid_vs_teacher": 30.1, "accuracy": 0.8,
+     "diversity": null, "traj_mse": 0.0414, "ms_per_image": 0.5}]})");
+  const std::vector<BenchmarkRow> rows = benchmark_rows_from_json(old_report, "old/eval.json");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].method, "arcflow-2");
+  EXPECT_EQ(rows[1].nfe, 2);
+  EXPECT_DOUBLE_EQ(rows[1].endpoint_mse, 0.0414);
+  EXPECT_DOUBLE_EQ(rows[1].fid, 29.6);
+  EXPECT_TRUE(std::isnan(rows[1].diversity));
+  EXPECT_EQ(rows[0].endpoint_mse, 0.0);
+  EXPECT_EQ(rows[0].description, "teacher");
+
+  nlohmann::json new_report = old_report;
+  for (auto& r : new_report["rows"]) r["endpoint_mse"] = r["traj_mse"].get<double>() * 2;
+  EXPECT_DOUBLE_EQ(benchmark_rows_from_json(new_report, "both/eval.json")[1].endpoint_mse, 0.0828);  // new name wins
+  for (auto& r : new_report["rows"]) r.erase("traj_mse");
+  EXPECT_DOUBLE_EQ(benchmark_rows_from_json(new_report, "new/eval.json")[1].endpoint_mse, 0.0828);
+
+  EXPECT_NE(error_of([] { benchmark_rows_from_json(nlohmann::json::object(), "x/eval.json"); }).find("x/eval.json"),
+            std::string::npos);
+  nlohmann::json bad = old_report;
+  bad["rows"][1]["traj_mse"] = "high";
+  const std::string e = error_of([&] { benchmark_rows_from_json(bad, "y/eval.json"); });
+  EXPECT_NE(e.find("y/eval.json: row 1 (arcflow-2)"), std::string::npos) << e;
+  EXPECT_NE(e.find("traj_mse"), std::string::npos) << e;
 }

@@ -77,14 +77,14 @@ std::string page(const DemoOptions& o, const ToyResult& toy, const TableRun& fm,
   h << "<p>Short evaluation: <b>" << t.n << " samples per method</b> (the full table uses 5,000: "
        "<code>arcflow eval</code>, see the README). FID at this size is biased upward and only comparable within "
        "the table. Features: " << kFeatureNetwork << ".</p>\n<table><tr><th>method</th><th>NFE</th><th>FID</th>"
-       "<th>FID vs teacher</th><th>accuracy</th><th>diversity</th><th>traj MSE</th><th>ms/image</th></tr>\n";
+       "<th>FID vs teacher</th><th>accuracy</th><th>diversity</th><th>endpoint MSE</th><th>ms/image</th></tr>\n";
   for (const auto& r : t.rows)
     h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << num(r.fid, "%.1f") << "</td><td>"
       << num(r.fid_vs_teacher, "%.1f") << "</td><td>" << num(100 * r.accuracy, "%.1f%%") << "</td><td>"
-      << num(r.diversity, "%.2f") << "</td><td>" << num(r.traj_mse, "%.4f") << "</td><td>"
+      << num(r.diversity, "%.2f") << "</td><td>" << num(r.endpoint_mse, "%.4f") << "</td><td>"
       << num(r.ms_per_image, "%.2f") << "</td></tr>\n";
   h << "</table>\n<p>Real test images: accuracy " << num(100 * fm.reference.accuracy, "%.1f%%") << ", diversity "
-    << num(fm.reference.diversity, "%.2f") << ". traj MSE: per pixel, against " << ref->method
+    << num(fm.reference.diversity, "%.2f") << ". endpoint MSE: the end point's per-pixel MSE to " << ref->method
     << " from the same noise. Full page: <a href=\"fashion/index.html\">fashion/index.html</a>.</p>\n";
 
   // Toy.

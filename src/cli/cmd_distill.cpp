@@ -3,6 +3,8 @@
 //   DIR/checkpoint.safetensors   distiller state (trainable tensors, EMA, optimizer, RNG, iteration)
 //   DIR/adapter.safetensors      the EMA student as an adapter (what `sample --adapter` loads)
 //   DIR/train.jsonl              one JSON object per logged iteration
+//   DIR/snapshots/adapter-NNNNNN.safetensors   with --snapshot-every N: the EMA adapter at every
+//                                iteration NNNNNN that is a multiple of N (for training curves)
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +36,7 @@ struct DistillOptions {
   int iters = 1000;
   bool resume = false;
   int checkpoint_every = 25;
+  int snapshot_every = 0;
   int log_every = 1;
   double time_limit_min = 0;
   bool quiet = false;
@@ -98,6 +101,11 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
   sub->add_option("--checkpoint-every", o.checkpoint_every, "Write a checkpoint every N iterations")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_option("--snapshot-every", o.snapshot_every,
+                  "Every N iterations also keep the EMA adapter as OUTPUT/snapshots/adapter-<iteration, 6 digits>"
+                  ".safetensors (what `arcflow eval --curve NAME=OUTPUT` plots); 0: off")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   sub->add_option("--log-every", o.log_every, "Append to train.jsonl every N iterations")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -155,6 +163,19 @@ io::Metadata run_metadata(const DistillOptions& o, int iteration) {
           {"iteration", std::to_string(iteration)}};
 }
 
+// The adapter holds the EMA weights: swap them in, save (atomically), swap the live ones back.
+// Local to this process (no collective).
+void save_ema_adapter(Distiller& dist, LoRAStudent& student, const DistillOptions& o, const std::string& path) {
+  torch::NoGradGuard g;
+  auto params = student->main_parameters();
+  for (auto& p : student->log_gamma_parameters()) params.push_back(p);
+  std::vector<torch::Tensor> live;
+  for (const auto& p : params) live.push_back(p.detach().clone());
+  dist.load_ema_into_params();
+  save_adapter(student, path, run_metadata(o, dist.iteration()));
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(live[i]);
+}
+
 void write_outputs(Distiller& dist, LoRAStudent& student, const DistillOptions& o, const std::string& ckpt_path,
                    const std::string& adapter_path) {
   Checkpoint c = dist.checkpoint();  // collective: every rank takes part, rank 0 writes
@@ -163,14 +184,14 @@ void write_outputs(Distiller& dist, LoRAStudent& student, const DistillOptions& 
   c.metadata["kind"] = "distill";
   c.metadata["student_config"] = o.s.to_json().dump();
   save_checkpoint(ckpt_path, c);
-  // The adapter holds the EMA weights: swap them in, save, swap the live ones back.
-  const Checkpoint live = c;
-  dist.load_ema_into_params();
-  save_adapter(student, adapter_path, run_metadata(o, dist.iteration()));
-  torch::NoGradGuard g;
-  auto params = student->main_parameters();
-  for (auto& p : student->log_gamma_parameters()) params.push_back(p);
-  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(live.model.at("param." + std::to_string(i)));
+  save_ema_adapter(dist, student, o, adapter_path);
+}
+
+// OUTPUT/snapshots/adapter-000400.safetensors for iteration 400.
+std::string snapshot_path(const std::string& output, int64_t iteration) {
+  char name[64];
+  std::snprintf(name, sizeof name, "/snapshots/adapter-%06lld.safetensors", static_cast<long long>(iteration));
+  return output + name;
 }
 
 int run(DistillOptions& o, const GlobalOptions& g) {
@@ -185,6 +206,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
     throw std::runtime_error("rank " + std::to_string(o.dist.rank) + ": " + files.checkpoint +
                              ": no checkpoint to resume from (every rank reads it: share the run folder)");
   const std::string adapter_path = o.output + "/adapter.safetensors";
+  if (lead && o.snapshot_every > 0) io::make_output_dir(o.output + "/snapshots");
 
   NetworkPtr teacher = load_network(o.teacher, device);
   torch::manual_seed(o.d.seed);  // the same initial weights on every rank
@@ -253,11 +275,15 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   ls.unit = "iteration";
   ls.total = o.iters;
   ls.checkpoint_every = o.checkpoint_every;
+  ls.snapshot_every = o.snapshot_every;
   ls.time_limit_min = o.time_limit_min;
   ls.quiet = o.quiet;
   ls.any_rank_stops = stop_agreement(comm);
-  const LoopResult r = run_training_loop(ls, dist.iteration(), step,
-                                         [&] { write_outputs(dist, student, o, files.checkpoint, adapter_path); });
+  const LoopResult r = run_training_loop(
+      ls, dist.iteration(), step, [&] { write_outputs(dist, student, o, files.checkpoint, adapter_path); },
+      [&](int64_t it) {
+        if (lead) save_ema_adapter(dist, student, o, snapshot_path(o.output, it));
+      });
   if (!lead) return r.exit_status();
   std::printf("%lld iterations in %s; checkpoint %s; adapter (EMA) %s\n", static_cast<long long>(r.steps_run),
               format_duration(r.seconds).c_str(), files.checkpoint.c_str(), adapter_path.c_str());

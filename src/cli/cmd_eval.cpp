@@ -107,6 +107,7 @@ struct EvalOptions {
   std::string teacher;
   std::vector<std::string> adapters;  // NAME=PATH
   std::vector<int> student_nfe;       // empty: each adapter's distilled nfe
+  std::vector<std::string> curves;    // NAME=RUN_DIR
   BenchmarkOptions bench;
   bool quiet = false;
 };
@@ -276,6 +277,16 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
   auto* shift = sub->add_option("--shift", b.teacher_shift,
                                 "Teacher schedule shift (students use the one their adapter was distilled for)")
                     ->capture_default_str();
+  auto* rshifts = sub->add_option("--reference-shifts", b.reference_shifts,
+                                  "Extra teacher rows: the reference sampler (guided Euler, --reference-steps steps) "
+                                  "at each of these schedule shifts, e.g. 3.2,1, named teacher-euler-<R>-cfg-shift-<S>; "
+                                  "endpoint_mse and fid_vs_teacher still compare with the reference at --shift")
+                      ->delimiter(',');
+  auto* curve = sub->add_option("--curve", o->curves,
+                                "Training curve as NAME=RUN_DIR: every RUN_DIR/snapshots/adapter-*.safetensors (from "
+                                "`arcflow distill --snapshot-every N`) scored on the table's noise (FID, endpoint_mse "
+                                "against the iteration; eval.json \"curves\" and a plot in index.html); repeat for "
+                                "several");
   auto* gbatch = sub->add_option("--gen-batch", b.max_batch, "Images per model call while generating")
                      ->check(CLI::PositiveNumber)
                      ->capture_default_str();
@@ -284,7 +295,8 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
                    ->capture_default_str();
   auto* quiet = sub->add_flag("-q,--quiet", o->quiet, "No progress bars");
   sub->footer(kFooter);
-  const std::vector<CLI::Option*> table_only = {adapter, snfe, n, seed, tsteps, rsteps, cfg, shift, gbatch, grid, quiet};
+  const std::vector<CLI::Option*> table_only = {adapter, snfe, n,     seed, tsteps,  rsteps, cfg,
+                                                shift,   rshifts, curve, gbatch, grid, quiet};
   return [o, &g, table_only] {
     if (!o->samples.empty() && !o->teacher.empty())
       throw std::invalid_argument("eval: give --samples FILE (score a sample file) or --teacher FILE (the comparison "
@@ -299,6 +311,8 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
       r.data_dir = o->data_dir;
       r.output_dir = o->output.empty() ? "runs/eval" : o->output;
       for (const std::string& a : o->adapters) r.adapters.push_back(parse_adapter(a));
+      for (const std::string& c : o->curves)
+        r.curves.push_back(parse_named(c, "--curve", "NAME=RUN_DIR, e.g. arcflow-2=runs/arcflow-2"));
       r.student_nfe = o->student_nfe;
       r.bench = o->bench;
       r.bench.classifier_batch = o->batch;

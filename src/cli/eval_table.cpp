@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,23 +20,27 @@
 #include "arcflow/sampling/student_sampling.h"
 #include "arcflow/util/progress.h"
 #include "common.h"
+#include "eval_report.h"
 
 namespace arcflow::cli {
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 
-AdapterSpec parse_adapter(const std::string& spec) {
+AdapterSpec parse_named(const std::string& spec, const std::string& flag, const std::string& example) {
   const size_t eq = spec.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
-    throw std::invalid_argument("--adapter '" + spec +
-                                "': expected NAME=PATH, e.g. arcflow-2=runs/arcflow-2/adapter.safetensors");
+    throw std::invalid_argument(flag + " '" + spec + "': expected " + example);
   AdapterSpec a{spec.substr(0, eq), spec.substr(eq + 1)};
   for (char c : a.name)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
-      throw std::invalid_argument("--adapter '" + spec + "': the name '" + a.name +
+      throw std::invalid_argument(flag + " '" + spec + "': the name '" + a.name +
                                   "' may only use letters, digits, '.', '_' and '-'");
   return a;
+}
+
+AdapterSpec parse_adapter(const std::string& spec) {
+  return parse_named(spec, "--adapter", "NAME=PATH, e.g. arcflow-2=runs/arcflow-2/adapter.safetensors");
 }
 
 namespace {
@@ -63,6 +68,19 @@ void validate(const TableRequest& o) {
     require_input_file("--adapter " + a.name, a.path);
     if (!seen.insert(a.name).second) throw std::invalid_argument("--adapter: the name '" + a.name + "' is given twice");
   }
+  std::set<std::string> curve_names;
+  for (const AdapterSpec& c : o.curves) {
+    if (!curve_names.insert(c.name).second)
+      throw std::invalid_argument("--curve: the name '" + c.name + "' is given twice");
+    try {
+      find_snapshots(c.path);  // fail now, not after the table
+    } catch (const std::runtime_error& e) {
+      throw std::invalid_argument("--curve " + c.name + ": " + e.what());
+    }
+  }
+  for (double s : o.bench.reference_shifts)
+    if (!(s > 0) || !std::isfinite(s))
+      throw std::invalid_argument("--reference-shifts entries must be > 0, got " + std::to_string(s));
   if (o.bench.n < 2)
     throw std::invalid_argument("-n must be >= 2 (FID needs a feature covariance), got " + std::to_string(o.bench.n));
   for (int k : o.student_nfe)
@@ -90,6 +108,8 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
   Classifier clf = load_classifier(o.classifier, device, &clf_meta);
   nlohmann::json adapters = nlohmann::json::object();
   std::vector<BenchmarkStudent> students;
+  std::vector<LearntReport> learnt;  // one per adapter, watching the row at its distilled nfe
+  learnt.reserve(o.adapters.size());  // the observers point into it
   for (const AdapterSpec& a : o.adapters) {
     io::Metadata meta;
     LoRAStudent st = load_adapter(teacher, a.path, &meta);
@@ -100,10 +120,17 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
     const int distilled = so.nfe;
     const std::vector<int> nfes = o.student_nfe.empty() ? std::vector<int>{distilled} : o.student_nfe;
     nlohmann::json rows = nlohmann::json::array();
+    learnt.push_back({a.name, "", st->config.policy, st->config.K, 0, MixtureStatsCollector{}});
+    const bool has_distilled = std::find(nfes.begin(), nfes.end(), distilled) != nfes.end();
     for (int k : nfes) {
       so.nfe = k;
-      students.push_back({row_name(a.name, k, distilled), st, so});
+      students.push_back({row_name(a.name, k, distilled), st, so, nullptr});
       rows.push_back(students.back().name);
+      if (learnt.back().row.empty() && (k == distilled || !has_distilled)) {
+        learnt.back().row = students.back().name;
+        learnt.back().nfe = k;
+        students.back().observe = learnt.back().stats.observer();
+      }
     }
     nlohmann::json info = {{"path", a.path}, {"K", st->config.K}, {"policy_head", st->config.policy},
                            {"distilled_nfe", distilled},
@@ -132,9 +159,28 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
   };
   const BenchmarkTable table = run_benchmark(teacher, students, clf, ref_stats, bo, progress);
   bar.reset();
+
+  // Training curves on the table's noise.
+  std::vector<TrainingCurve> curves;
+  for (const AdapterSpec& c : o.curves) {
+    std::unique_ptr<ProgressBar> cbar;
+    if (!o.quiet)
+      cbar = std::make_unique<ProgressBar>("curve " + c.name, static_cast<int64_t>(find_snapshots(c.path).size()));
+    curves.push_back(run_training_curve(teacher, c.name, c.path, clf, ref_stats, table, bo.max_batch,
+                                        bo.classifier_batch, [&](const std::string&, size_t i, size_t) {
+                                          if (cbar) cbar->update(static_cast<int64_t>(i));
+                                        }));
+    if (cbar) cbar->finish();
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::printf("%s", format_benchmark_table(table).c_str());
+  for (const TrainingCurve& c : curves) {
+    std::printf("curve %s (%s, %d NFE):", c.name.c_str(), c.run_dir.c_str(), c.nfe);
+    for (const CurvePoint& p : c.points)
+      std::printf("  %lld: fid %.3f endpoint_mse %.5f", static_cast<long long>(p.iteration), p.fid, p.endpoint_mse);
+    std::printf("\n");
+  }
   std::printf("real test set: accuracy %.4f, diversity %.3f (%lld images)\n", ref.accuracy, ref.diversity,
               static_cast<long long>(ref.n));
   std::printf("n %lld, seed %llu; feature network: %s\n", static_cast<long long>(table.n),
@@ -147,6 +193,7 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
       {"adapters", adapters},
       {"cfg_scale", bo.cfg_scale},
       {"teacher_shift", bo.teacher_shift},
+      {"reference_shifts", bo.reference_shifts},
       {"reference", {{"data", "Fashion-MNIST test set"},
                      {"n", ref.n},
                      {"accuracy", number_or_null(ref.accuracy)},
@@ -157,9 +204,11 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
       {"command", command_line()}};
   if (const auto it = clf_meta.find("test_accuracy"); it != clf_meta.end())
     info["classifier_test_accuracy"] = it->second;
-  write_benchmark_report(table, dir, info);
+  nlohmann::json extra = {{"learnt", learnt_json(learnt)}};
+  if (!curves.empty()) extra["curves"] = curves_json(curves);
+  write_benchmark_report(table, dir, info, 10, extra, curves_html(curves, table) + learnt_html(learnt));
   std::printf("wrote %s/eval.json, %s/index.html and %zu image grids (%s)\n", dir.c_str(), dir.c_str(),
               table.rows.size(), format_duration(seconds).c_str());
-  return {table, ref, info, seconds};
+  return {table, ref, info, extra.value("curves", nlohmann::json::object()), extra["learnt"], seconds};
 }
 }  // namespace arcflow::cli

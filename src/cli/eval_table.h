@@ -26,11 +26,14 @@ struct AdapterSpec {
 };
 // Parses "NAME=PATH"; the name becomes a row and a file name, so it is kept to [A-Za-z0-9._-].
 AdapterSpec parse_adapter(const std::string& spec);
+// The same for another flag (errors name `flag` and show `example`), e.g. --curve NAME=RUN_DIR.
+AdapterSpec parse_named(const std::string& spec, const std::string& flag, const std::string& example);
 
 struct TableRequest {
   std::string teacher, classifier, data_dir, output_dir;
   std::vector<AdapterSpec> adapters;
   std::vector<int> student_nfe;  // empty: each adapter's distilled nfe
+  std::vector<AdapterSpec> curves;  // NAME=RUN_DIR: training curves from RUN_DIR/snapshots
   BenchmarkOptions bench;        // bench.classifier_batch is the classifier's batch size
   bool quiet = false;            // no progress bars
 };
@@ -42,12 +45,15 @@ void validate(const TableRequest& r);
 struct TableRun {
   BenchmarkTable table;
   ImageMetrics reference;  // the real test images' own metrics
-  nlohmann::json info;     // what eval.json holds besides the rows
+  nlohmann::json info;     // what eval.json holds besides the rows (and "curves", "learnt")
+  nlohmann::json curves, learnt;
   double seconds = 0;
 };
 
 // Runs the table on `device`, prints it, and writes eval.json, index.html and one PNG grid per row
-// into r.output_dir (created if needed).
+// into r.output_dir (created if needed). eval.json also gets "learnt" (per adapter: histograms of
+// the mixture weights and momentum rates its row's policies emitted, evaluation/mixture_stats.h)
+// and, with r.curves, "curves" (evaluation/training_curve.h); index.html shows both as SVG.
 TableRun run_table(const TableRequest& r, torch::Device device);
 
 }  // namespace arcflow::cli

@@ -65,7 +65,7 @@ std::ofstream open_run_log(const RunFiles& files, bool resume, nlohmann::json fi
 }
 
 LoopResult run_training_loop(const LoopSettings& s, int64_t start, const std::function<StepReport()>& step,
-                             const std::function<void()>& save) {
+                             const std::function<void()>& save, const std::function<void(int64_t)>& snapshot) {
   install_interrupt_handler();
   const auto t0 = std::chrono::steady_clock::now();
   ProgressBar bar(s.label, s.total, !s.quiet);
@@ -79,6 +79,7 @@ LoopResult run_training_loop(const LoopSettings& s, int64_t start, const std::fu
     if (!rep.bar_text.empty()) text = rep.bar_text;
     bar.update(done, text);
     if (s.checkpoint_every > 0 && done % s.checkpoint_every == 0) save();
+    if (snapshot && s.snapshot_every > 0 && done % s.snapshot_every == 0) snapshot(done);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const bool signal = interrupted(), late = s.time_limit_min > 0 && elapsed > s.time_limit_min * 60.0;
     if (s.any_rank_stops ? s.any_rank_stops(signal || late) : signal || late) {

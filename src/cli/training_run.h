@@ -50,6 +50,7 @@ struct LoopSettings {
   std::string unit = "step";    // in messages: "step", "iteration"
   int64_t total = 0;            // run until this many steps are done
   int64_t checkpoint_every = 0; // save() every this many steps (0: only at the end)
+  int64_t snapshot_every = 0;   // snapshot(step) every this many steps (0: never)
   double time_limit_min = 0;    // stop after this many minutes (0: none)
   bool quiet = false;           // no progress bar
   // Data parallel: given this rank's wish to stop (signal or time limit), says whether any rank
@@ -73,9 +74,11 @@ struct LoopResult {
 };
 
 // Runs step() from `start` until `total`, a signal or the time limit; calls save() every
-// checkpoint_every steps and once at the end (always, so an interrupted run can resume).
+// checkpoint_every steps and once at the end (always, so an interrupted run can resume), and
+// snapshot(step) (when given) after every step that is a multiple of snapshot_every.
 LoopResult run_training_loop(const LoopSettings& s, int64_t start, const std::function<StepReport()>& step,
-                             const std::function<void()>& save);
+                             const std::function<void()>& save,
+                             const std::function<void(int64_t)>& snapshot = nullptr);
 
 // Prints how the run stopped: after Ctrl-C (to stderr) or at the time limit, how to continue.
 void report_stop(const LoopSettings& s, const LoopResult& r, int64_t done);

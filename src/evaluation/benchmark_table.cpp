@@ -68,8 +68,10 @@ Method student_method(BenchmarkStudent& st, int64_t n) {
   m.total = ((n + st.sampling.max_batch - 1) / st.sampling.max_batch) * st.sampling.nfe;
   LoRAStudent student = st.student;
   const StudentSampling so = st.sampling;
-  m.run = [student, so](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) mutable {
-    return sample_student(*student, noise, Condition::labels(labels), so, cb);
+  const StepObserver observe = st.observe;
+  m.run = [student, so, observe](const torch::Tensor& noise, const torch::Tensor& labels,
+                                 const SamplerCallback& cb) mutable {
+    return sample_student(*student, noise, Condition::labels(labels), so, cb, observe);
   };
   return m;
 }
@@ -119,6 +121,9 @@ void BenchmarkOptions::validate() const {
     throw std::invalid_argument("benchmark: reference_steps must be >= 1, got " + std::to_string(reference_steps));
   for (int s : teacher_steps)
     if (s < 1) throw std::invalid_argument("benchmark: teacher_steps entries must be >= 1, got " + std::to_string(s));
+  for (double s : reference_shifts)
+    if (!(s > 0) || !std::isfinite(s))
+      throw std::invalid_argument("benchmark: reference_shifts entries must be > 0, got " + num(s));
   if (max_batch < 1) throw std::invalid_argument("benchmark: max_batch must be >= 1");
   if (classifier_batch < 1) throw std::invalid_argument("benchmark: classifier_batch must be >= 1");
   if (preview < 0) throw std::invalid_argument("benchmark: preview must be >= 0");
@@ -137,7 +142,15 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
   std::vector<Method> methods;
   ts.sampler = "euler";
   ts.steps = opt.reference_steps;
-  methods.push_back(teacher_method(teacher, "teacher-euler-" + std::to_string(ts.steps) + "-cfg", "Euler", ts, opt.n));
+  const std::string ref_name = "teacher-euler-" + std::to_string(ts.steps) + "-cfg";
+  methods.push_back(teacher_method(teacher, ref_name, "Euler", ts, opt.n));
+  for (double shift : opt.reference_shifts) {  // the reference sampler at other shifts
+    if (shift == opt.teacher_shift) continue;  // that is the reference row itself
+    TeacherSampling other = ts;
+    other.shift = shift;
+    methods.push_back(teacher_method(teacher, ref_name + "-shift-" + num(shift), "Euler", other, opt.n));
+  }
+  ts.shift = opt.teacher_shift;
   for (int steps : opt.teacher_steps) {
     ts.steps = steps;
     ts.sampler = "euler";
@@ -161,6 +174,7 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
   table.seed = opt.seed;
   table.labels = make_label_tensor(opt.n, {}, teacher->num_classes());
   const torch::Tensor noise = make_noise(opt.n, teacher->sample_shape(), opt.seed);
+  table.noise = noise;
 
   torch::Tensor ref_samples;  // the reference teacher's raw outputs, float64
   FeatureStats ref_teacher;
@@ -180,6 +194,7 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
     if (i == 0) {
       ref_samples = samples.to(torch::kFloat64);
       ref_teacher = stats;
+      table.reference_samples = samples;
     }
     BenchmarkRow row;
     row.method = m.name;
@@ -189,7 +204,7 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
     row.fid_vs_teacher = frechet_distance(stats, ref_teacher);
     row.accuracy = im.accuracy;
     row.diversity = im.diversity;
-    row.traj_mse = (samples.to(torch::kFloat64) - ref_samples).pow(2).mean().item<double>();
+    row.endpoint_mse = (samples.to(torch::kFloat64) - ref_samples).pow(2).mean().item<double>();
     row.ms_per_image = 1000.0 * seconds / static_cast<double>(opt.n);
     row.preview = samples.narrow(0, 0, std::min(opt.preview, opt.n)).clone();
     table.rows.push_back(std::move(row));
@@ -201,12 +216,12 @@ std::string format_benchmark_table(const BenchmarkTable& t) {
   size_t w = 6;
   for (const BenchmarkRow& r : t.rows) w = std::max(w, r.method.size());
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-*s %4s %9s %14s %8s %9s %9s %12s\n", static_cast<int>(w), "method", "nfe", "fid",
-                "fid_vs_teacher", "accuracy", "diversity", "traj_mse", "ms_per_image");
+  std::snprintf(buf, sizeof buf, "%-*s %4s %9s %14s %8s %9s %12s %12s\n", static_cast<int>(w), "method", "nfe", "fid",
+                "fid_vs_teacher", "accuracy", "diversity", "endpoint_mse", "ms_per_image");
   std::string s = buf;
   for (const BenchmarkRow& r : t.rows) {
-    std::snprintf(buf, sizeof buf, "%-*s %4d %9.3f %14.3f %8.4f %9.3f %9.5f %12.2f\n", static_cast<int>(w),
-                  r.method.c_str(), r.nfe, r.fid, r.fid_vs_teacher, r.accuracy, r.diversity, r.traj_mse,
+    std::snprintf(buf, sizeof buf, "%-*s %4d %9.3f %14.3f %8.4f %9.3f %12.5f %12.2f\n", static_cast<int>(w),
+                  r.method.c_str(), r.nfe, r.fid, r.fid_vs_teacher, r.accuracy, r.diversity, r.endpoint_mse,
                   r.ms_per_image);
     s += buf;
   }
@@ -224,12 +239,44 @@ nlohmann::json benchmark_json(const BenchmarkTable& t, const nlohmann::json& inf
                     {"fid_vs_teacher", number(r.fid_vs_teacher)},
                     {"accuracy", number(r.accuracy)},
                     {"diversity", number(r.diversity)},
-                    {"traj_mse", number(r.traj_mse)},
+                    {"endpoint_mse", number(r.endpoint_mse)},
                     {"ms_per_image", number(r.ms_per_image)}});
   nlohmann::json j = {{"rows", rows}, {"n", t.n}, {"seed", t.seed}};
   if (info.is_object())
     for (const auto& [k, v] : info.items()) j[k] = v;
   return j;
+}
+
+std::vector<BenchmarkRow> benchmark_rows_from_json(const nlohmann::json& report, const std::string& source) {
+  if (!report.is_object() || !report.contains("rows") || !report["rows"].is_array())
+    throw std::runtime_error(source + ": no \"rows\" array (not an `arcflow eval --teacher` report)");
+  std::vector<BenchmarkRow> rows;
+  for (size_t i = 0; i < report["rows"].size(); ++i) {
+    const nlohmann::json& j = report["rows"][i];
+    const std::string where = source + ": row " + std::to_string(i);
+    if (!j.is_object() || !j.contains("method") || !j["method"].is_string())
+      throw std::runtime_error(where + ": no \"method\" string");
+    BenchmarkRow r;
+    r.method = j["method"].get<std::string>();
+    if (j.contains("description") && j["description"].is_string()) r.description = j["description"].get<std::string>();
+    if (j.contains("nfe") && j["nfe"].is_number()) r.nfe = j["nfe"].get<int>();
+    const auto metric = [&](const char* key, const char* alias) {
+      const char* k = j.contains(key) ? key : alias && j.contains(alias) ? alias : nullptr;
+      if (!k) return std::nan("");
+      const nlohmann::json& v = j[k];
+      if (v.is_null()) return std::nan("");
+      if (!v.is_number()) throw std::runtime_error(where + " (" + r.method + "): \"" + k + "\" is not a number");
+      return v.get<double>();
+    };
+    r.fid = metric("fid", nullptr);
+    r.fid_vs_teacher = metric("fid_vs_teacher", nullptr);
+    r.accuracy = metric("accuracy", nullptr);
+    r.diversity = metric("diversity", nullptr);
+    r.endpoint_mse = metric("endpoint_mse", "traj_mse");  // the name before issue 14
+    r.ms_per_image = metric("ms_per_image", nullptr);
+    rows.push_back(std::move(r));
+  }
+  return rows;
 }
 
 std::string benchmark_grid_file(const std::string& method) {
@@ -264,8 +311,12 @@ std::string cell(double v, const char* f) {
 
 }  // namespace
 
-void write_benchmark_report(const BenchmarkTable& t, const std::string& dir, const nlohmann::json& info, int nrow) {
-  io::write_file_atomic(dir + "/eval.json", benchmark_json(t, info).dump(2) + "\n");
+void write_benchmark_report(const BenchmarkTable& t, const std::string& dir, const nlohmann::json& info, int nrow,
+                            const nlohmann::json& extra_json, const std::string& extra_html) {
+  nlohmann::json report = benchmark_json(t, info);
+  if (extra_json.is_object())
+    for (const auto& [k, v] : extra_json.items()) report[k] = v;
+  io::write_file_atomic(dir + "/eval.json", report.dump(2) + "\n");
 
   std::string h =
       "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>arcflow eval: few-step comparison</title>\n"
@@ -275,17 +326,19 @@ void write_benchmark_report(const BenchmarkTable& t, const std::string& dir, con
       "</head><body>\n<h1>Few-step comparison</h1>\n";
   h += "<p>" + std::to_string(t.n) + " samples per method, seed " + std::to_string(t.seed) +
        ". Every method starts from the same noise with the same labels (classes cycling). "
-       "The first row is the reference: fid_vs_teacher and traj_mse compare each method with it, "
-       "image by image for traj_mse (raw outputs, mean squared pixel error).</p>\n";
+       "The first row is the reference (" + (t.rows.empty() ? std::string("none") : html_escape(t.rows[0].description)) +
+       ", " + (t.rows.empty() ? std::string("0") : std::to_string(t.rows[0].nfe)) +
+       " NFE): fid_vs_teacher compares each method's features with it, and endpoint_mse is the end point's "
+       "per-pixel MSE to the reference result from the same noise (raw outputs, image by image).</p>\n";
   if (info.contains("feature_network") && info["feature_network"].is_string())
     h += "<p>Feature network: " + html_escape(info["feature_network"].get<std::string>()) +
          ". FID and diversity compare methods with each other, not with published Inception FIDs.</p>\n";
   h += "<table>\n<tr><th class=\"l\">method</th><th>nfe</th><th>fid</th><th>fid_vs_teacher</th><th>accuracy</th>"
-       "<th>diversity</th><th>traj_mse</th><th>ms_per_image</th><th class=\"l\">description</th></tr>\n";
+       "<th>diversity</th><th>endpoint_mse</th><th>ms_per_image</th><th class=\"l\">description</th></tr>\n";
   for (const BenchmarkRow& r : t.rows)
     h += "<tr><td class=\"l\"><b>" + html_escape(r.method) + "</b></td><td>" + std::to_string(r.nfe) + "</td>" +
          cell(r.fid, "%.3f") + cell(r.fid_vs_teacher, "%.3f") + cell(r.accuracy, "%.4f") +
-         cell(r.diversity, "%.3f") + cell(r.traj_mse, "%.5f") + cell(r.ms_per_image, "%.2f") + "<td class=\"l\">" +
+         cell(r.diversity, "%.3f") + cell(r.endpoint_mse, "%.5f") + cell(r.ms_per_image, "%.2f") + "<td class=\"l\">" +
          html_escape(r.description) + "</td></tr>\n";
   h += "</table>\n";
 
@@ -306,6 +359,7 @@ void write_benchmark_report(const BenchmarkTable& t, const std::string& dir, con
          "\" height=\"" + std::to_string(3 * grid.height) + "\" alt=\"" + html_escape(r.method) + "\"></td></tr>\n";
   }
   if (header) h += "</table>\n";
+  h += extra_html;
   if (info.is_object() && !info.empty()) h += "<h2>Run</h2>\n<pre>" + html_escape(info.dump(2)) + "</pre>\n";
   h += "</body></html>\n";
   io::write_file_atomic(dir + "/index.html", h);

@@ -36,7 +36,8 @@ StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& 
 }
 
 torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const Condition& cond,
-                             const StudentSampling& opt, const SamplerCallback& cb) {
+                             const StudentSampling& opt, const SamplerCallback& cb,
+                             const StepObserver& observe_policy) {
   opt.validate();
   const int64_t n = noise.size(0);
   student.check_condition(cond, n);
@@ -55,9 +56,11 @@ torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const
       return student.policy(x, sigma, c);
     };
     StepObserver observe;
-    if (cb)
-      observe = [&](const StepContext& ctx, const PolicyPtr&, const torch::Tensor&, const torch::Tensor& x_dst) {
-        cb(StepInfo{done++, total, ctx.segment.sigma_src, ctx.segment.sigma_dst, &x_dst});
+    if (cb || observe_policy)
+      observe = [&](const StepContext& ctx, const PolicyPtr& policy, const torch::Tensor& x_src,
+                    const torch::Tensor& x_dst) {
+        if (observe_policy) observe_policy(ctx, policy, x_src, x_dst);
+        if (cb) cb(StepInfo{done++, total, ctx.segment.sigma_src, ctx.segment.sigma_dst, &x_dst});
       };
     const torch::Tensor x0 = noise.narrow(0, start, len).to(device, torch::kFloat32);
     out.push_back(run_steps(model, x0, segs, StepLoopOptions{opt.temperature}, observe).to(torch::kCPU, torch::kFloat32));

@@ -46,6 +46,10 @@ expect "broken.toml" train-teacher --config "$d/broken.toml" -o "$d/t"
 expect "--data-dir" train-teacher --data-dir "$d/nothing" -o "$d/t"
 expect "-n" eval --teacher $T -n 1
 expect "--adapter" eval --teacher $T --adapter "no-equals-sign"
+expect "--curve" eval --teacher $T --curve "no-equals-sign"
+expect "$d/norun/snapshots" eval --teacher $T --curve "a=$d/norun"
+expect "--reference-shifts" eval --teacher $T --reference-shifts 0
+expect "--curve" eval --samples "$d/missing.safetensors" --curve "a=$d"
 expect "--samples" eval --samples "$d/missing.safetensors"
 expect "--nfe" toy --nfe 0
 expect "-n" launch -n 0 -- distill

@@ -4,6 +4,9 @@
 //
 // Rows, in this order:
 //   teacher-euler-<R>-cfg   the reference: guided Euler, R steps (default 50), 2 NFE per step (100)
+//   teacher-euler-<R>-cfg-shift-<S>   the same sampler at schedule shift S, for each S in
+//                           BenchmarkOptions::reference_shifts other than teacher_shift (side by
+//                           side with the reference; the reference itself stays at teacher_shift)
 //   teacher-euler-<S>       guided Euler, S steps, 2 NFE per step (S = 2: 4 NFE), for each S in
 //                           BenchmarkOptions::teacher_steps
 //   teacher-dpmpp-<S>       guided DPM-Solver++(2M), S steps, 2 NFE per step (4 NFE for S = 2).
@@ -21,8 +24,9 @@
 //                   (~0 for the reference row itself, up to eigendecomposition rounding)
 //   accuracy        fraction of samples the classifier assigns to their conditioning class
 //   diversity       per-class mean pairwise feature distance, averaged over classes
-//   traj_mse        mean over samples and pixels of (x - x_ref)^2, raw unclamped outputs, where
-//                   x_ref is the reference teacher's output from the same noise (0 for itself)
+//   endpoint_mse    the end point's per-pixel MSE to the reference teacher's result from the same
+//                   noise: mean over samples and pixels of (x - x_ref)^2, raw unclamped outputs
+//                   (0 for the reference itself). Reports before it was renamed call it traj_mse.
 //   ms_per_image    wall time of the generation alone (no metrics) / n, in milliseconds
 // The reference teacher is generated once; its outputs serve every other row.
 #pragma once
@@ -39,6 +43,7 @@
 #include "arcflow/models/classifier.h"
 #include "arcflow/models/network.h"
 #include "arcflow/models/student.h"
+#include "arcflow/core/step_loop.h"
 #include "arcflow/sampling/student_sampling.h"
 
 namespace arcflow {
@@ -49,6 +54,7 @@ struct BenchmarkStudent {
   std::string name;  // row name, e.g. "arcflow-2"; must be unique in the table
   LoRAStudent student{nullptr};
   StudentSampling sampling;
+  StepObserver observe;  // optional: sees every step's policy while the row is generated
 };
 
 struct BenchmarkOptions {
@@ -58,12 +64,14 @@ struct BenchmarkOptions {
   double teacher_shift = 1.0;      // teacher schedule shift, every teacher row
   int reference_steps = 50;        // guided Euler steps of the reference
   std::vector<int> teacher_steps = {2};  // few-step teacher baselines (Euler and DPM++(2M) each)
+  std::vector<double> reference_shifts;  // extra reference-sampler rows at these shifts
   int64_t max_batch = 256;         // teacher samples per model call (students use their own)
   int64_t classifier_batch = 500;
   int64_t preview = 20;            // how many of the first samples each row keeps (for image grids)
 
   // Throws std::invalid_argument naming the field: n < 2, non-finite cfg_scale, teacher_shift <= 0,
-  // reference_steps < 1, a teacher_steps entry < 1, batch sizes < 1, preview < 0.
+  // reference_steps < 1, a teacher_steps entry < 1, a reference_shifts entry <= 0 or non-finite,
+  // batch sizes < 1, preview < 0.
   void validate() const;
 };
 
@@ -71,7 +79,7 @@ struct BenchmarkRow {
   std::string method;
   std::string description;  // e.g. "teacher, Euler 50 steps, guidance 4"
   int nfe = 0;
-  double fid = 0, fid_vs_teacher = 0, accuracy = 0, diversity = 0, traj_mse = 0, ms_per_image = 0;
+  double fid = 0, fid_vs_teacher = 0, accuracy = 0, diversity = 0, endpoint_mse = 0, ms_per_image = 0;
   torch::Tensor preview;    // the first min(preview, n) raw outputs (P, C, H, W) float32, CPU
 };
 
@@ -80,6 +88,8 @@ struct BenchmarkTable {
   int64_t n = 0;
   uint64_t seed = 0;
   torch::Tensor labels;  // (n) int64, shared by every row
+  torch::Tensor noise;   // (n, C, H, W) float32, the shared noise (make_noise(n, shape, seed))
+  torch::Tensor reference_samples;  // (n, C, H, W) float32 CPU: the reference row's raw outputs
 };
 
 // Progress of the generation: (method, done, total), called with done = 0 when a method starts and
@@ -99,9 +109,14 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
 std::string format_benchmark_table(const BenchmarkTable& t);
 
 // {"rows": [{"method", "description", "nfe", "fid", "fid_vs_teacher", "accuracy", "diversity",
-// "traj_mse", "ms_per_image"}, ...], "n", "seed"} plus every entry of `info` (e.g. "teacher",
+// "endpoint_mse", "ms_per_image"}, ...], "n", "seed"} plus every entry of `info` (e.g. "teacher",
 // "adapters", "feature_network", "command"). Non-finite numbers are written as null.
 nlohmann::json benchmark_json(const BenchmarkTable& t, const nlohmann::json& info = nlohmann::json::object());
+
+// The rows of an eval.json read back (no previews): numbers, null as NaN. Old reports' "traj_mse"
+// is read as endpoint_mse. Throws std::runtime_error naming `source` and the row when "rows" is
+// missing or a row lacks "method" or has a non-number metric.
+std::vector<BenchmarkRow> benchmark_rows_from_json(const nlohmann::json& report, const std::string& source);
 
 // File name of a row's image grid: the method name with every character outside [A-Za-z0-9._-]
 // replaced by '_', plus ".png".
@@ -111,7 +126,11 @@ std::string benchmark_grid_file(const std::string& method);
 // grid per row (benchmark_grid_file: its preview images, `nrow` per row, so with the cycling labels
 // column k shows class k % num_classes) and index.html (the table, then the grids one above the
 // other, every method from the same noise). Throws std::runtime_error naming the file on I/O errors.
+// `extra_json` entries go into eval.json only (not into the page's run section); `extra_html` is
+// put into the page after the grids (e.g. curves and histograms).
 void write_benchmark_report(const BenchmarkTable& t, const std::string& dir,
-                            const nlohmann::json& info = nlohmann::json::object(), int nrow = 10);
+                            const nlohmann::json& info = nlohmann::json::object(), int nrow = 10,
+                            const nlohmann::json& extra_json = nlohmann::json::object(),
+                            const std::string& extra_html = "");
 
 }  // namespace arcflow

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "arcflow/core/step_loop.h"
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/condition.h"
 #include "arcflow/models/student.h"
@@ -33,8 +34,10 @@ StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& 
 // Raw outputs (B, ...) float32 on the CPU from `noise` (at sigma 1) and the condition (B samples,
 // or empty). `cb` (may be empty) is called after every step of every batch, with step counted over
 // the run. The student runs in eval mode without gradients; its training flag is restored
-// afterwards, also when an error is thrown.
+// afterwards, also when an error is thrown. `observe` (may be empty) sees every step's policy with
+// its batch's start and end states (e.g. to collect the mixture weights a student emits).
 torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const Condition& cond,
-                             const StudentSampling& opt, const SamplerCallback& cb = nullptr);
+                             const StudentSampling& opt, const SamplerCallback& cb = nullptr,
+                             const StepObserver& observe = nullptr);
 
 }  // namespace arcflow
