@@ -18,7 +18,9 @@
 #include "arcflow/models/student.h"
 #include "arcflow/training/distill.h"
 #include "arcflow/util/progress.h"
+#include "arcflow/models/flux_network.h"
 #include "commands.h"
+#include "flux_sample.h"
 #include "config_file.h"
 #include "training_run.h"
 
@@ -33,6 +35,9 @@ struct DistillOptions {
   std::string output = "runs/arcflow-2";
   std::string policy = "arcflow";
   double guidance = 4.0;
+  std::string prompts;  // FLUX model folders: pre-encoded prompts to distil from
+  int64_t height = 1024, width = 1024;
+  std::string dtype = "auto";
   int iters = 1000;
   bool resume = false;
   int checkpoint_every = 25;
@@ -67,7 +72,18 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
   sub->add_option("--shift", d.shift, "Schedule shift s >= 1 of the student's steps")->capture_default_str();
   sub->add_option("--timestep-ratio", d.timestep_ratio, "Length of the last step relative to the others")
       ->capture_default_str();
-  sub->add_option("--guidance", o.guidance, "Teacher classifier-free guidance scale")->capture_default_str();
+  sub->add_option("--guidance", o.guidance,
+                  "Teacher guidance: classifier-free guidance scale, or for a FLUX teacher with a guidance "
+                  "embedding the distilled guidance it is given (the reference uses 3.5)")
+      ->capture_default_str();
+  sub->add_option("--prompts", o.prompts,
+                  "FLUX model folder teachers: prompt-embeddings file the conditions are drawn from (uniformly)");
+  sub->add_option("--height", o.height, "FLUX model folder teachers: image height in pixels")->capture_default_str();
+  sub->add_option("--width", o.width, "FLUX model folder teachers: image width in pixels")->capture_default_str();
+  sub->add_option("--dtype", o.dtype,
+                  "FLUX model folder teachers: dtype of the frozen weights: auto (bfloat16 on CUDA, else float32), "
+                  "float32, bfloat16, float16 (LoRA, heads and optimizer state stay float32)")
+      ->capture_default_str();
   sub->add_option("--iters", o.iters, "Total iterations (a resumed run continues up to this)")->capture_default_str();
   sub->add_option("--batch", d.batch_size, "Batch size (class labels and noises per iteration, per process when data-parallel)")->capture_default_str();
   sub->add_option("--num-intermediate-states", d.num_intermediate_states, "States M visited per student step")
@@ -130,7 +146,8 @@ void validate(DistillOptions& o) {
     o.s.K = 1;
   }
   o.s.policy = o.policy == "linear" ? "arcflow" : o.policy;  // linear is the K = 1 momentum mixture
-  require_input_file("--teacher", o.teacher, "from `arcflow train-teacher`; the shipped one is models/teacher.safetensors");
+  if (!is_model_folder(o.teacher))
+    require_input_file("--teacher", o.teacher, "from `arcflow train-teacher`; the shipped one is models/teacher.safetensors");
   try {
     o.s.validate();
   } catch (const std::invalid_argument& e) {  // name the flags: -K, --lora-*
@@ -151,8 +168,35 @@ void validate(DistillOptions& o) {
   if (!(d.lr > 0)) throw std::invalid_argument("--lr must be > 0");
 }
 
+// The teacher of --teacher: a weights file, or a FLUX model folder set up for distillation (latent
+// size, prompt pool with its distilled guidance, dtype).
+NetworkPtr load_teacher(const DistillOptions& o, torch::Device device) {
+  if (!is_model_folder(o.teacher)) {
+    if (!o.prompts.empty()) throw std::invalid_argument("--prompts is for FLUX model folders; --teacher " + o.teacher +
+                                                        " is a weights file");
+    return load_network(o.teacher, device);
+  }
+  if (o.prompts.empty())
+    throw std::invalid_argument("--teacher " + o.teacher + " is a model folder: pass --prompts FILE (pre-encoded "
+                                "prompts; scripts/encode_prompts.py writes one)");
+  require_input_file("--prompts", o.prompts, "a prompt-embeddings file");
+  LoadOptions lo;
+  lo.dtype = parse_compute_dtype(o.dtype, device);
+  const std::string vae = o.teacher + "/vae/config.json";
+  const int64_t down = file_exists(vae) ? read_flux_vae_config(vae).downscale() : 8;
+  if (o.height <= 0 || o.width <= 0 || o.height % (2 * down) != 0 || o.width % (2 * down) != 0)
+    throw std::invalid_argument("--height and --width must be positive multiples of " + std::to_string(2 * down) +
+                                ", got " + std::to_string(o.height) + " x " + std::to_string(o.width));
+  NetworkPtr net = load_network(o.teacher, device, lo);
+  auto* flux = dynamic_cast<FluxNetwork*>(net.get());
+  if (flux == nullptr) throw std::invalid_argument(o.teacher + ": not a FLUX model folder");
+  flux->set_latent_size(o.height / down, o.width / down);
+  flux->set_prompt_pool(load_flux_prompt_embeddings(o.prompts, flux->transformer->config), o.guidance);
+  return net;
+}
+
 io::Metadata run_metadata(const DistillOptions& o, int iteration) {
-  return {{"command", command_line()},
+  io::Metadata m = {{"command", command_line()},
           {"teacher", o.teacher},
           {"policy", o.policy},
           {"nfe", std::to_string(o.d.nfe)},
@@ -161,6 +205,12 @@ io::Metadata run_metadata(const DistillOptions& o, int iteration) {
           {"total_substeps", std::to_string(o.d.total_substeps)},
           {"guidance", std::to_string(o.guidance)},
           {"iteration", std::to_string(iteration)}};
+  if (!o.prompts.empty()) {  // a FLUX teacher: what its student samples at
+    m["prompts"] = o.prompts;
+    m["height"] = std::to_string(o.height);
+    m["width"] = std::to_string(o.width);
+  }
+  return m;
 }
 
 // The adapter holds the EMA weights: swap them in, save (atomically), swap the live ones back.
@@ -208,7 +258,8 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   const std::string adapter_path = o.output + "/adapter.safetensors";
   if (lead && o.snapshot_every > 0) io::make_output_dir(o.output + "/snapshots");
 
-  NetworkPtr teacher = load_network(o.teacher, device);
+  NetworkPtr teacher = load_teacher(o, device);
+  const double cfg_scale = dynamic_cast<FluxNetwork*>(teacher.get()) != nullptr ? 1.0 : o.guidance;
   torch::manual_seed(o.d.seed);  // the same initial weights on every rank
   LoRAStudent student(teacher, o.s);
   o.s = student->config;  // with the teacher's default LoRA targets filled in
@@ -231,7 +282,7 @@ int run(DistillOptions& o, const GlobalOptions& g) {
                   o.dist.world_size, o.dist.backend.c_str(), o.dist.master_addr.c_str(), o.dist.master_port,
                   o.dist.world_size * o.d.batch_size, static_cast<double>(bytes) / 1e6);
   }
-  Distiller dist(make_distill_problem(student, teacher, o.guidance, o.d, device), o.d, comm);
+  Distiller dist(make_distill_problem(student, teacher, cfg_scale, o.d, device), o.d, comm);
   if (o.resume) {
     const Checkpoint c = load_checkpoint(files.checkpoint);
     if (c.metadata.count("student_config") == 0 || c.metadata.at("student_config") != o.s.to_json().dump())

@@ -305,8 +305,11 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
       f.guidance_given = sub->get_option("--guidance")->count() > 0;
       f.nrow = o->nrow;
       f.quiet = o->quiet;
-      if (!o->adapter.empty())
-        throw std::invalid_argument("--adapter with a FLUX model folder: FLUX students are not supported yet");
+      f.adapter = o->adapter;
+      f.nfe = o->student.nfe;
+      f.nfe_given = sub->get_option("--nfe")->count() > 0;
+      f.shift_given = sub->get_option("--shift")->count() > 0;
+      if (!f.adapter.empty()) require_input_file("--adapter", f.adapter, "from `arcflow distill --teacher MODEL_DIR`");
       if (!o->classes.empty()) throw std::invalid_argument("--class: a FLUX model is conditioned on --prompts");
       return run_flux_sample(f, g);
     }

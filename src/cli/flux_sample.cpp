@@ -10,6 +10,8 @@
 #include "arcflow/models/flux_loader.h"
 #include "arcflow/models/flux_network.h"
 #include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
+#include "arcflow/sampling/student_sampling.h"
 #include "arcflow/util/progress.h"
 
 namespace arcflow::cli {
@@ -104,18 +106,41 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
   TeacherSampling s = o.sampling;
   s.cfg_scale = 1.0;
   const int64_t chunks = (n + s.max_batch - 1) / s.max_batch;
-  ProgressBar bar("FLUX " + s.sampler, chunks * s.steps, !o.quiet);
-  const torch::Tensor latents =
-      sample_teacher(net, noise, cond, s, [&bar](const StepInfo& info) { bar.update(info.step + 1); });
-  bar.finish();
-  const double seconds = bar.elapsed_seconds();
+  torch::Tensor latents;
+  double seconds = 0;
+  int nfe = teacher_nfe(s);
+  std::string method = s.sampler + " " + std::to_string(s.steps) + " steps";
+  if (o.adapter.empty()) {
+    ProgressBar bar("FLUX " + s.sampler, chunks * s.steps, !o.quiet);
+    latents = sample_teacher(net, noise, cond, s, [&bar](const StepInfo& info) { bar.update(info.step + 1); });
+    bar.finish();
+    seconds = bar.elapsed_seconds();
+  } else {
+    io::Metadata meta;
+    LoRAStudent student = load_adapter(net, o.adapter, &meta);
+    student->to(device);
+    student->fuse_lora();
+    StudentSampling so = distilled_sampling(meta, o.adapter);  // its schedule, unless given
+    if (o.nfe_given) so.nfe = o.nfe;
+    if (o.shift_given) so.shift = s.shift;
+    so.max_batch = s.max_batch;
+    so.validate();
+    ProgressBar bar("FLUX student", chunks * so.nfe, !o.quiet);
+    latents = sample_student(*student, noise, cond, so, [&bar](const StepInfo& info) { bar.update(info.step + 1); });
+    bar.finish();
+    seconds = bar.elapsed_seconds();
+    nfe = so.nfe;
+    method = student->config.policy + " student, " + std::to_string(so.nfe) + " steps, shift " + fmt(so.shift);
+  }
 
-  io::Metadata params = {{"model", "teacher"},
+  io::Metadata params = {{"model", o.adapter.empty() ? "teacher" : "student"},
+                         {"method", method},
+                         {"adapter", o.adapter},
                          {"teacher", o.model_dir},
                          {"prompts", o.prompts},
                          {"sampler", s.sampler},
                          {"steps", std::to_string(s.steps)},
-                         {"nfe", std::to_string(teacher_nfe(s))},
+                         {"nfe", std::to_string(nfe)},
                          {"guidance", cfg.guidance_embeds ? fmt(o.guidance) : "none"},
                          {"shift", fmt(s.shift)},
                          {"height", std::to_string(o.height)},
@@ -147,7 +172,7 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
     save_sample_tensors(o.save_tensors, noise, torch::tensor(rows, torch::kLong), latents, params);
     std::printf("wrote %s (noise, labels = prompt index, samples = latents)\n", o.save_tensors.c_str());
   }
-  std::printf("NFE per image: %d\n", teacher_nfe(s));
+  std::printf("NFE per image: %d\n", nfe);
   std::printf("time: %.2f ms per image (%s for %lld on %s, %s)\n", 1000.0 * seconds / static_cast<double>(n),
               format_duration(seconds).c_str(), static_cast<long long>(n), device.str().c_str(),
               c10::toString(dtype));

@@ -26,6 +26,9 @@ struct FluxSampleOptions {
   int64_t height = 1024, width = 1024;
   int nrow = 10;
   bool quiet = false;
+  std::string adapter;  // a FLUX student (from `arcflow distill --teacher MODEL_DIR`): sampled instead
+  int nfe = 2;
+  bool nfe_given = false, shift_given = false;
 };
 
 // "auto" -> bfloat16 on CUDA, float32 elsewhere; else float32 / bfloat16 / float16

@@ -108,6 +108,28 @@ torch::Tensor FluxNetwork::velocity(const torch::Tensor& x, const torch::Tensor&
   return unpack_latents(v, x.size(2), x.size(3)).to(x.scalar_type());
 }
 
+void FluxNetwork::set_prompt_pool(const FluxPromptEmbeddings& e, double guidance) {
+  const FluxConfig& cfg = transformer->config;
+  if (e.size() < 1 || e.prompt_embeds.dim() != 3 || e.prompt_embeds.size(2) != cfg.joint_attention_dim)
+    throw std::invalid_argument("FLUX prompt pool: prompt_embeds must be (N >= 1, L, " +
+                                std::to_string(cfg.joint_attention_dim) + ")");
+  if (e.pooled_prompt_embeds.dim() != 2 || e.pooled_prompt_embeds.size(0) != e.size() ||
+      e.pooled_prompt_embeds.size(1) != cfg.pooled_projection_dim)
+    throw std::invalid_argument("FLUX prompt pool: pooled_prompt_embeds must be (" + std::to_string(e.size()) + ", " +
+                                std::to_string(cfg.pooled_projection_dim) + ")");
+  pool_ = e;
+  pool_guidance_ = guidance;
+  text_tokens_ = e.prompt_embeds.size(1);
+}
+
+Condition FluxNetwork::random_condition(int64_t batch, at::Generator& gen) const {
+  if (pool_.size() == 0)
+    throw std::invalid_argument("FLUX: no prompts to distil from (pass --prompts FILE: pre-encoded prompts)");
+  const torch::Tensor idx = torch::randint(pool_.size(), {batch}, gen, torch::kLong);
+  std::vector<int64_t> rows(idx.data_ptr<int64_t>(), idx.data_ptr<int64_t>() + batch);
+  return flux_condition(pool_, rows, transformer->config.guidance_embeds, pool_guidance_);
+}
+
 NetworkPtr FluxNetwork::copy_network() {
   FluxTransformer m{nullptr};
   {
@@ -119,6 +141,8 @@ NetworkPtr FluxNetwork::copy_network() {
   m->train(transformer->is_training());
   auto net = std::make_shared<FluxNetwork>(m, h_, w_);
   net->text_tokens_ = text_tokens_;
+  net->pool_ = pool_;
+  net->pool_guidance_ = pool_guidance_;
   return net;
 }
 
@@ -127,6 +151,9 @@ HeadInput FluxNetwork::head_input(const torch::Tensor& x, const torch::Tensor& s
   HeadInput out;
   out.tokens = transformer->features(in.tokens, in.prompt, in.pooled, sigma, in.guidance, in.img_ids, in.txt_ids,
                                      &out.embedding);
+  // Student heads are float32 (ARCFLOW.md section 7: the policy in float32 over a BF16 network).
+  out.tokens = out.tokens.to(torch::kFloat32);
+  out.embedding = out.embedding.to(torch::kFloat32);
   return out;
 }
 

@@ -22,8 +22,15 @@ LoRALinearImpl::LoRALinearImpl(int64_t in, int64_t out, bool with_bias) : in_fea
 }
 
 torch::Tensor LoRALinearImpl::forward(const torch::Tensor& x) {
+  // A float32 layer inside a half-precision network (a trained norm_out) computes in float32 and
+  // answers in the input's dtype.
+  if (x.scalar_type() != weight.scalar_type())
+    return forward(x.to(weight.scalar_type())).to(x.scalar_type());
   torch::Tensor y = torch::nn::functional::linear(x, weight, bias);
-  if (has_lora() && !fused_) y = y + lora_B(lora_A(lora_dropout(x))) * scale_;
+  if (has_lora() && !fused_) {
+    const torch::ScalarType t = lora_A->weight.scalar_type();
+    y = y + (lora_B(lora_A(lora_dropout(x.to(t)))) * scale_).to(y.scalar_type());
+  }
   return y;
 }
 
@@ -38,8 +45,11 @@ void LoRALinearImpl::enable_lora(int rank, double alpha, double dropout) {
   torch::NoGradGuard no_grad;
   lora_A->weight.normal_(0.0, 1.0 / rank);
   lora_B->weight.zero_();
-  lora_A->to(opts.device(), opts.dtype().toScalarType());
-  lora_B->to(opts.device(), opts.dtype().toScalarType());
+  // Trainable weights stay float32 over a half-precision (BF16/F16) frozen base.
+  const torch::ScalarType base = opts.dtype().toScalarType();
+  const torch::ScalarType train = base == torch::kBFloat16 || base == torch::kHalf ? torch::kFloat32 : base;
+  lora_A->to(opts.device(), train);
+  lora_B->to(opts.device(), train);
   weight.set_requires_grad(false);
   if (bias.defined()) bias.set_requires_grad(false);
 }
@@ -47,14 +57,18 @@ void LoRALinearImpl::enable_lora(int rank, double alpha, double dropout) {
 void LoRALinearImpl::fuse() {
   if (!has_lora() || fused_) return;
   torch::NoGradGuard no_grad;
-  weight.add_(torch::mm(lora_B->weight, lora_A->weight), scale_);
+  const torch::Tensor delta = torch::mm(lora_B->weight, lora_A->weight);
+  if (delta.scalar_type() == weight.scalar_type()) weight.add_(delta, scale_);
+  else weight.add_((delta * scale_).to(weight.scalar_type()));  // float32 adapter over a half base
   fused_ = true;
 }
 
 void LoRALinearImpl::unfuse() {
   if (!has_lora() || !fused_) return;
   torch::NoGradGuard no_grad;
-  weight.sub_(torch::mm(lora_B->weight, lora_A->weight), scale_);
+  const torch::Tensor delta = torch::mm(lora_B->weight, lora_A->weight);
+  if (delta.scalar_type() == weight.scalar_type()) weight.sub_(delta, scale_);
+  else weight.sub_((delta * scale_).to(weight.scalar_type()));
   fused_ = false;
 }
 

@@ -71,6 +71,12 @@ LoRAStudentImpl::LoRAStudentImpl(const NetworkPtr& teacher, StudentConfig cfg) :
   if (config.train_norm_out) {
     const std::string norm = base->final_norm_module();
     if (norm.empty()) throw std::invalid_argument("model '" + base->kind() + "' has no final norm to train");
+    for (auto& item : base->module().named_modules("", false))
+      if (item.key() == norm) {
+        // Trained in float32 over a half-precision base (its layers cast their inputs).
+        const auto dt = item.value()->parameters().front().scalar_type();
+        if (dt == torch::kBFloat16 || dt == torch::kHalf) item.value()->to(torch::kFloat32);
+      }
     for (auto& p : base->module().named_parameters())
       if (starts_with(p.key(), norm + ".")) p.value().set_requires_grad(true);
   }

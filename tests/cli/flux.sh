@@ -44,6 +44,13 @@ run bench --random-weights --config tiny --resolutions 32 --teacher-steps 3 --te
   -o "$d/bench-random.json"
 grep -q '"teacher-3_s_per_image"' "$d/bench-random.json" || { echo "FAIL: no teacher row in bench-random.json"; fail=1; }
 
+# distil a student from the folder (2 iterations) and sample it through the same command
+run distill --teacher $F/dev --prompts $F/prompts.safetensors --height 32 --width 32 --shift 3.2 --guidance 3.5 \
+  --iters 2 --batch 2 -K 4 --lora-rank 4 --lora-alpha 4 --total-substeps 16 --train-norm-out -o "$d/run" -q
+run sample --teacher $F/dev --adapter "$d/run/adapter.safetensors" --prompts $F/prompts.safetensors --height 32 \
+  --width 32 -o "$d/student.png" -q
+[ "$(png_size "$d/student.png")" = "100x32" ] || { echo "FAIL: student grid is $(png_size "$d/student.png")"; fail=1; }
+expect "--prompts" distill --teacher $F/dev -o "$d/run2" --iters 1
 expect "--prompts" sample --teacher $F/dev -o "$d/x.png"
 expect "no guidance embedding" sample --teacher $F/schnell --prompts $F/prompts.safetensors --guidance 3.5 -o '' \
   --save-tensors "$d/x.safetensors" --height 32 --width 32

@@ -42,6 +42,11 @@ class FluxNetwork : public Network {
   int64_t latent_channels() const { return transformer->config.in_channels / 4; }
   // Text tokens assumed by forward_flops (default 512, FLUX.1-dev's T5 length).
   void set_text_tokens(int64_t n) { text_tokens_ = n; }
+  // Data-free distillation: random_condition() draws prompts uniformly from `e` (checked against
+  // the config: std::invalid_argument naming the tensor), with distilled guidance `guidance` for
+  // models that take it. Without a pool random_condition() throws, naming --prompts.
+  void set_prompt_pool(const FluxPromptEmbeddings& e, double guidance);
+  Condition random_condition(int64_t batch, at::Generator& gen) const override;
 
   torch::Tensor velocity(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) override;
   std::vector<int64_t> sample_shape() const override { return {latent_channels(), h_, w_}; }
@@ -70,6 +75,8 @@ class FluxNetwork : public Network {
 
   int64_t h_, w_;
   int64_t text_tokens_ = 512;
+  FluxPromptEmbeddings pool_;
+  double pool_guidance_ = 3.5;
 };
 
 // A FLUX model folder: MODEL_DIR/transformer/ (or a transformer folder itself, holding config.json
