@@ -19,6 +19,7 @@
 #include "arcflow/training/distill.h"
 #include "arcflow/util/progress.h"
 #include "arcflow/models/flux_network.h"
+#include "arcflow/models/reference_adapter.h"
 #include "commands.h"
 #include "flux_sample.h"
 #include "config_file.h"
@@ -336,6 +337,12 @@ int run(DistillOptions& o, const GlobalOptions& g) {
         if (lead) save_ema_adapter(dist, student, o, snapshot_path(o.output, it));
       });
   if (!lead) return r.exit_status();
+  if (is_model_folder(o.teacher) && o.s.policy == "arcflow" && o.s.K >= 2) {
+    // A FLUX ArcFlow student also in the reference's adapter folder (pnotp/ArcFlow's loader reads it).
+    LoRAStudent ema = load_adapter(teacher, adapter_path);
+    save_reference_adapter(ema, o.output + "/reference-adapter");
+    std::printf("reference-layout adapter (pnotp/ArcFlow, diffusers): %s/reference-adapter\n", o.output.c_str());
+  }
   std::printf("%lld iterations in %s; checkpoint %s; adapter (EMA) %s\n", static_cast<long long>(r.steps_run),
               format_duration(r.seconds).c_str(), files.checkpoint.c_str(), adapter_path.c_str());
   report_stop(ls, r, dist.iteration());

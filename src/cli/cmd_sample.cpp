@@ -309,7 +309,8 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
       f.nfe = o->student.nfe;
       f.nfe_given = sub->get_option("--nfe")->count() > 0;
       f.shift_given = sub->get_option("--shift")->count() > 0;
-      if (!f.adapter.empty()) require_input_file("--adapter", f.adapter, "from `arcflow distill --teacher MODEL_DIR`");
+      if (!f.adapter.empty() && !is_model_folder(f.adapter))
+        require_input_file("--adapter", f.adapter, "from `arcflow distill --teacher MODEL_DIR`, or a pnotp/ArcFlow adapter folder");
       if (!o->classes.empty()) throw std::invalid_argument("--class: a FLUX model is conditioned on --prompts");
       return run_flux_sample(f, g);
     }

@@ -104,8 +104,8 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
   out["load_s"] = t_load;
   out["weights_peak_gb"] = static_cast<double>(peak_device_memory_bytes(dev)) / 1e9;
   out["text_tokens"] = o.text_tokens;
-  std::printf("FLUX transformer: %.3f B parameters (%s), %s on %s; built/loaded in %.1f s, peak %.2f GB\n",
-              flux_parameter_count(cfg) / 1e9, source.c_str(), c10::toString(dtype), dev.str().c_str(), t_load,
+  std::printf("FLUX transformer: %.6g M parameters (%s), %s on %s; built/loaded in %.1f s, peak %.2f GB\n",
+              flux_parameter_count(cfg) / 1e6, source.c_str(), c10::toString(dtype), dev.str().c_str(), t_load,
               out["weights_peak_gb"].get<double>());
 
   nlohmann::json rows = nlohmann::json::array();
@@ -131,9 +131,9 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
     nlohmann::json row = {{"resolution", res},       {"image_tokens", n_img},
                           {"tflop_per_nfe", flops / 1e12}, {"ms_per_nfe", 1e3 * nfe_s},
                           {"tflops", flops / nfe_s / 1e12}, {"peak_gb", peak_gb}};
-    std::printf("%4lld^2 (%lld + %lld tokens): %.2f TFLOP per NFE, %.1f ms per NFE (%.1f TFLOP/s), peak %.2f GB\n",
+    std::printf("%4lld^2 (%lld + %lld tokens): %.4g GFLOP per NFE, %.1f ms per NFE (%.4g GFLOP/s), peak %.2f GB\n",
                 static_cast<long long>(res), static_cast<long long>(n_img), static_cast<long long>(o.text_tokens),
-                flops / 1e12, 1e3 * nfe_s, flops / nfe_s / 1e12, peak_gb);
+                flops / 1e9, 1e3 * nfe_s, flops / nfe_s / 1e9, peak_gb);
     // Whole images: Euler sampling at each step count (one NFE per step: distilled guidance, no CFG).
     const torch::Tensor noise = make_noise(1, net->sample_shape(), 0, torch::kCPU);
     std::vector<int> steps = o.teacher_steps;

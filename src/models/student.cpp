@@ -1,5 +1,7 @@
 #include "arcflow/models/student.h"
 
+#include "arcflow/models/reference_adapter.h"
+
 #include <stdexcept>
 
 #include "arcflow/models/weights.h"
@@ -151,6 +153,7 @@ void save_adapter(LoRAStudent& s, const std::string& path, const io::Metadata& e
 }
 
 LoRAStudent load_adapter(const NetworkPtr& teacher, const std::string& path, io::Metadata* metadata) {
+  if (is_reference_adapter(path)) return load_reference_adapter(teacher, path, metadata);  // pnotp/ArcFlow's folder
   const io::SafetensorsFile f = io::load_safetensors(path);
   const auto model = f.metadata.find("model");
   if (model == f.metadata.end() || model->second != "arcflow-adapter")

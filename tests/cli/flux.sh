@@ -50,6 +50,12 @@ run distill --teacher $F/dev --prompts $F/prompts.safetensors --height 32 --widt
 run sample --teacher $F/dev --adapter "$d/run/adapter.safetensors" --prompts $F/prompts.safetensors --height 32 \
   --width 32 -o "$d/student.png" -q
 [ "$(png_size "$d/student.png")" = "100x32" ] || { echo "FAIL: student grid is $(png_size "$d/student.png")"; fail=1; }
+# the run also wrote its student in the reference's folder layout; that, and the reference fixture, sample too
+run sample --teacher $F/dev --adapter "$d/run/reference-adapter" --prompts $F/prompts.safetensors --height 32 \
+  --width 32 -o "$d/student-ref.png" -q
+run sample --teacher $F/dev --adapter $F/arcflow-adapter --prompts $F/prompts.safetensors --height 32 --width 32 \
+  -o "$d/fixture.png" -q
+[ "$(png_size "$d/fixture.png")" = "100x32" ] || { echo "FAIL: fixture grid is $(png_size "$d/fixture.png")"; fail=1; }
 expect "--prompts" distill --teacher $F/dev -o "$d/run2" --iters 1
 expect "--prompts" sample --teacher $F/dev -o "$d/x.png"
 expect "no guidance embedding" sample --teacher $F/schnell --prompts $F/prompts.safetensors --guidance 3.5 -o '' \
