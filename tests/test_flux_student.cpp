@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "arcflow/core/momentum.h"
+#include "arcflow/models/activation_checkpoint.h"
 #include "arcflow/models/flux_network.h"
 #include "arcflow/models/registry.h"
 #include "arcflow/models/student.h"
@@ -201,5 +202,72 @@ TEST(FluxStudent, NoPromptPoolIsAClearError) {
   test::expect_error([&] { net->random_condition(2, gen); }, {"--prompts"});
 }
 
+}  // namespace
+}  // namespace arcflow
+
+namespace arcflow {
+namespace {
+
+TEST(FluxStudent, ActivationCheckpointingGivesTheSameGradients) {
+  auto teacher = tiny_flux();
+  torch::manual_seed(0);
+  LoRAStudent s(teacher, student_cfg("arcflow", 4, 0.05));
+  {
+    torch::NoGradGuard g;
+    for (auto& p : s->parameters())
+      if (p.requires_grad()) p.add_(torch::randn_like(p) * 0.05);  // LoRA B nonzero: every path live
+  }
+  s->train();
+  auto* flux = dynamic_cast<FluxNetwork*>(s->base.get());
+  ASSERT_NE(flux, nullptr);
+  const torch::Tensor x = torch::randn({2, 4, 8, 8});
+  const torch::Tensor sigma = torch::tensor({0.8f, 0.3f});
+  const Condition c = pool_condition(*teacher, 2, 3);
+  auto grads = [&](bool recompute) {
+    flux->transformer->checkpoint_blocks = recompute;
+    for (auto& p : s->parameters()) p.mutable_grad() = torch::Tensor();
+    const PolicyPtr p = s->policy(x, sigma, c);
+    const auto& mix = dynamic_cast<const MomentumPolicy&>(*p).mixture();
+    (mix.means.pow(2).sum() + mix.logweights.sin().sum() + mix.log_gammas.pow(2).sum()).backward();
+    std::vector<torch::Tensor> out;
+    for (auto& q : s->parameters())
+      if (q.requires_grad()) out.push_back(q.grad().defined() ? q.grad().clone() : torch::zeros_like(q));
+    return out;
+  };
+  const auto plain = grads(false), recomputed = grads(true);
+  ASSERT_EQ(plain.size(), recomputed.size());
+  int nonzero = 0;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_LT((plain[i] - recomputed[i]).abs().max().item<double>(), 1e-5 * (1 + plain[i].abs().max().item<double>())) << i;
+    if (plain[i].abs().max().item<double>() > 0) ++nonzero;
+  }
+  EXPECT_GT(nonzero, static_cast<int>(plain.size()) / 2);  // the LoRA layers inside the blocks got gradients
+}
+
+}  // namespace
+}  // namespace arcflow
+
+namespace arcflow {
+namespace {
+TEST(ActivationCheckpoint, LinearChainGradients) {
+  torch::manual_seed(0);
+  torch::nn::Linear a(4, 4), b(4, 4);
+  const torch::Tensor x = torch::randn({3, 4}, torch::requires_grad());
+  const torch::Tensor t = torch::randn({3, 4}, torch::requires_grad());
+  auto run = [&](bool ck) {
+    for (auto* m : {&a, &b}) for (auto& p : (*m)->parameters()) p.mutable_grad() = torch::Tensor();
+    x.mutable_grad() = torch::Tensor();
+    t.mutable_grad() = torch::Tensor();
+    const BlockFn fn = [&](const std::vector<torch::Tensor>& in) {
+      return std::vector<torch::Tensor>{torch::tanh(a(in[0]) + in[1]), b(in[0]) * in[1]};
+    };
+    auto out = ck ? checkpointed(fn, {x, t}) : fn({x, t});
+    auto out2 = ck ? checkpointed(fn, {out[0], t}) : fn({out[0], t});
+    (out2[0].pow(2).sum() + out[1].sum() + out2[1].sum()).backward();
+    return std::vector<torch::Tensor>{a->weight.grad().clone(), b->weight.grad().clone(), x.grad().clone(), t.grad().clone()};
+  };
+  const auto p = run(false), q = run(true);
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_LT((p[i] - q[i]).abs().max().item<double>(), 1e-5) << i;
+}
 }  // namespace
 }  // namespace arcflow

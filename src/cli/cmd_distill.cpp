@@ -39,6 +39,7 @@ struct DistillOptions {
   std::string prompts;  // FLUX model folders: pre-encoded prompts to distil from
   int64_t height = 1024, width = 1024;
   std::string dtype = "auto";
+  bool checkpoint_blocks = false;
   int iters = 1000;
   bool resume = false;
   int checkpoint_every = 25;
@@ -81,6 +82,9 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
                   "FLUX model folder teachers: prompt-embeddings file the conditions are drawn from (uniformly)");
   sub->add_option("--height", o.height, "FLUX model folder teachers: image height in pixels")->capture_default_str();
   sub->add_option("--width", o.width, "FLUX model folder teachers: image width in pixels")->capture_default_str();
+  sub->add_flag("--checkpoint-blocks", o.checkpoint_blocks,
+                "FLUX teachers: recompute each transformer block's activations in backward instead of keeping "
+                "them (less memory, about one more forward per iteration)");
   sub->add_option("--dtype", o.dtype,
                   "FLUX model folder teachers: dtype of the frozen weights: auto (bfloat16 on CUDA, else float32), "
                   "float32, bfloat16, float16 (LoRA, heads and optimizer state stay float32)")
@@ -264,6 +268,11 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   torch::manual_seed(o.d.seed);  // the same initial weights on every rank
   LoRAStudent student(teacher, o.s);
   o.s = student->config;  // with the teacher's default LoRA targets filled in
+  if (o.checkpoint_blocks) {
+    auto* flux = dynamic_cast<FluxNetwork*>(student->base.get());
+    if (flux == nullptr) throw std::invalid_argument("--checkpoint-blocks is for FLUX teachers");
+    flux->transformer->checkpoint_blocks = true;
+  }
   // LoRA dropout draws from torch's global generator: a rank of its own from here on.
   if (!lead) torch::manual_seed(stream_seed(o.d.seed, 1000000 + o.dist.rank));
   const std::shared_ptr<Communicator> comm = connect(o.dist, device);

@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "arcflow/models/flux.h"
+#include "arcflow/models/activation_checkpoint.h"
 #include "arcflow/models/param_init.h"
 
 namespace arcflow {
@@ -226,14 +227,24 @@ torch::Tensor FluxTransformerImpl::features(const torch::Tensor& hidden_states,
   torch::Tensor txt = context_embedder(encoder_hidden_states.to(dev, dt));
   const auto rope = flux_rope(torch::cat({txt_ids.to(dev), img_ids.to(dev)}, 0), c.axes_dims_rope);
 
+  const bool recompute = checkpoint_blocks && is_training() && torch::GradMode::is_enabled();
   for (const auto& block : *transformer_blocks) {
-    auto out = block->as<FluxDoubleBlockImpl>()->forward(img, txt, temb, rope[0], rope[1]);
+    auto* b = block->as<FluxDoubleBlockImpl>();
+    const BlockFn fn = [b, rope](const std::vector<torch::Tensor>& in) {
+      return b->forward(in[0], in[1], in[2], rope[0], rope[1]);
+    };
+    const auto out = recompute ? checkpointed(fn, {img, txt, temb}) : fn({img, txt, temb});
     img = out[0];
     txt = out[1];
   }
   torch::Tensor x = torch::cat({txt, img}, 1);
-  for (const auto& block : *single_transformer_blocks)
-    x = block->as<FluxSingleBlockImpl>()->forward(x, temb, rope[0], rope[1]);
+  for (const auto& block : *single_transformer_blocks) {
+    auto* b = block->as<FluxSingleBlockImpl>();
+    const BlockFn fn = [b, rope](const std::vector<torch::Tensor>& in) {
+      return std::vector<torch::Tensor>{b->forward(in[0], in[1], rope[0], rope[1])};
+    };
+    x = (recompute ? checkpointed(fn, {x, temb}) : fn({x, temb}))[0];
+  }
   img = x.narrow(1, L, N);
 
   const std::vector<torch::Tensor> m = norm_out(temb).chunk(2, 1);  // scale, shift (this order)

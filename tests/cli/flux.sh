@@ -46,7 +46,8 @@ grep -q '"teacher-3_s_per_image"' "$d/bench-random.json" || { echo "FAIL: no tea
 
 # distil a student from the folder (2 iterations) and sample it through the same command
 run distill --teacher $F/dev --prompts $F/prompts.safetensors --height 32 --width 32 --shift 3.2 --guidance 3.5 \
-  --iters 2 --batch 2 -K 4 --lora-rank 4 --lora-alpha 4 --total-substeps 16 --train-norm-out -o "$d/run" -q
+  --iters 2 --batch 2 -K 4 --lora-rank 4 --lora-alpha 4 --total-substeps 16 --train-norm-out --checkpoint-blocks \
+  -o "$d/run" -q
 run sample --teacher $F/dev --adapter "$d/run/adapter.safetensors" --prompts $F/prompts.safetensors --height 32 \
   --width 32 -o "$d/student.png" -q
 [ "$(png_size "$d/student.png")" = "100x32" ] || { echo "FAIL: student grid is $(png_size "$d/student.png")"; fail=1; }
