@@ -38,6 +38,10 @@ cmp -s "$d/a.safetensors" "$d/first.safetensors" || { echo "FAIL: a repeated run
 run sample --teacher $F/dev --prompts $F/prompts.safetensors --steps 2 --shift 3.2 --height 32 --width 24 -n 5 \
   -o "$d/five.png" -q
 [ "$(png_size "$d/five.png")" = "128x32" ] || { echo "FAIL: -n 5 grid is $(png_size "$d/five.png")"; fail=1; }
+# schnell-like (no guidance embedding, no VAE folder): latents only
+run sample --teacher $F/schnell --prompts $F/prompts.safetensors --steps 4 --height 32 --width 48 -o '' \
+  --save-tensors "$d/schnell.safetensors" -q
+[ -s "$d/schnell.safetensors" ] || { echo "FAIL: no schnell latents"; fail=1; }
 run bench --teacher $F/dev --resolutions 32 --teacher-steps 3 --text-tokens 8 --repeats 1 -o "$d/bench.json"
 grep -q '"ms_per_nfe"' "$d/bench.json" || { echo "FAIL: no ms_per_nfe in bench.json"; fail=1; }
 run bench --random-weights --config tiny --resolutions 32 --teacher-steps 3 --text-tokens 8 --repeats 1 \
