@@ -177,6 +177,19 @@ TEST(ServerApiRules, InvalidUtf8IsRefusedNamingTheByteAndTheField) {
     EXPECT_NE(std::string(e.what()).find("malformed JSON"), std::string::npos) << e.what();
     EXPECT_NO_THROW((void)error_json(e.what(), e.field()).dump());
   }
+  // A long value quoted in the message is cut at a character boundary, not inside one (fuzz_request
+  // regression cut-inside-a-quoted-character): a string of 3-byte characters astride byte 57.
+  for (int pad = 0; pad < 3; ++pad) {
+    std::string value(static_cast<size_t>(pad), 'Q');
+    for (int i = 0; i < 30; ++i) value += "\xef\xbf\xbd";  // U+FFFD
+    try {
+      parse_generate_request("\"" + value + "\"", c, L, 1);  // a string, not an object: quoted back, cut
+      ADD_FAILURE() << "accepted a body that is not an object";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(invalid_utf8_offset(e.what()), std::string::npos) << "pad " << pad << ": " << e.what();
+      EXPECT_NO_THROW((void)error_json(e.what(), e.field()).dump());
+    }
+  }
   EXPECT_TRUE(parse_generate_request(R"({"stream": true})", c, L, 1).stream);
   EXPECT_FALSE(parse_generate_request("{}", c, L, 1).stream);
   EXPECT_THROW(parse_generate_request(R"({"stream": 1})", c, L, 1), RequestError);

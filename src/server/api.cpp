@@ -31,7 +31,14 @@ namespace {
 
 std::string shown(const json& v) {
   std::string s = v.dump();
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  if (s.size() > 60) {
+    // Cut at a character boundary: a cut inside a multi-byte UTF-8 character made the message
+    // invalid UTF-8, so the 400 could not be sent as JSON (fuzz_request regression
+    // cut-inside-a-quoted-character).
+    size_t cut = 57;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    s = s.substr(0, cut) + "...";
+  }
   return s;
 }
 
