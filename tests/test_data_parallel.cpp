@@ -241,12 +241,12 @@ TEST(DataParallel, TeacherRanksStayIdenticalAndUseEachOthersBatches) {
     }
     for (int i = 0; i < 3; ++i) tr->step();
     Checkpoint k = tr->checkpoint();  // collective
-    w[rank] = state_dict(*tr->model());
+    w[rank] = state_dict(tr->model()->module());
     if (rank == 0) ckpt = k;
   });
   TeacherTrainer alone(c, images, labels, torch::kCPU);
   for (int i = 0; i < 3; ++i) alone.step();
-  const io::TensorMap single = state_dict(*alone.model());
+  const io::TensorMap single = state_dict(alone.model()->module());
   double same = 0, apart = 0;
   for (const auto& [k, v] : w[0]) {
     same = std::max(same, (v - w[1].at(k)).abs().max().item<double>());

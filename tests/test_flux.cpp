@@ -26,17 +26,7 @@ namespace {
 constexpr double kTol = 1e-5;  // float32 against the float32 reference
 
 FluxConfig tiny_config(bool guidance = true, int64_t in_channels = 16) {
-  FluxConfig c;
-  c.in_channels = in_channels;
-  c.num_layers = 2;
-  c.num_single_layers = 2;
-  c.attention_head_dim = 16;
-  c.num_attention_heads = 2;
-  c.joint_attention_dim = 32;
-  c.pooled_projection_dim = 16;
-  c.guidance_embeds = guidance;
-  c.axes_dims_rope = {4, 6, 6};
-  return c;
+  return FluxConfig::tiny(guidance, in_channels);
 }
 
 }  // namespace

@@ -59,8 +59,8 @@ TEST(TeacherTraining, ResumeGivesTheSameLossesAndWeights) {
   c.restore(load_checkpoint(dir.file("c.safetensors")), "c.safetensors");
   EXPECT_EQ(c.steps_done(), 3);
   for (int i = 3; i < 6; ++i) EXPECT_EQ(c.step().loss, full[i]) << "step " << i + 1;
-  const auto wa = state_dict(*a.model()), wc = state_dict(*c.model());
-  const auto ea = state_dict(*a.ema()), ec = state_dict(*c.ema());
+  const auto wa = state_dict(a.model()->module()), wc = state_dict(c.model()->module());
+  const auto ea = state_dict(a.ema()->module()), ec = state_dict(c.ema()->module());
   for (const auto& [k, v] : wa) EXPECT_TRUE(torch::equal(v, wc.at(k))) << k;
   for (const auto& [k, v] : ea) EXPECT_TRUE(torch::equal(v, ec.at(k))) << k;
 }
@@ -84,9 +84,9 @@ TEST(TeacherTraining, EmaAveragesTheWeights) {
   const Data d = data();
   TeacherTrainer a(tiny(), d.images, d.labels, torch::kCPU);
   // beta_1 = min(0.999, 2 / 11): after one step ema = beta * w0 + (1 - beta) * w1.
-  const auto w0 = state_dict(*a.model());
+  const auto w0 = state_dict(a.model()->module());
   a.step();
-  const auto w1 = state_dict(*a.model()), e1 = state_dict(*a.ema());
+  const auto w1 = state_dict(a.model()->module()), e1 = state_dict(a.ema()->module());
   const double beta = 2.0 / 11.0;
   for (const auto& [k, v] : w1)
     EXPECT_TRUE(torch::allclose(e1.at(k), beta * w0.at(k) + (1 - beta) * v, 1e-5, 1e-6)) << k;
@@ -98,12 +98,12 @@ TEST(TeacherTraining, NonFiniteStepsAreSkippedThenStop) {
   TeacherTrainConfig c = tiny();
   c.max_bad_steps = 3;
   TeacherTrainer a(c, d.images, d.labels, torch::kCPU);
-  const auto before = state_dict(*a.model());
+  const auto before = state_dict(a.model()->module());
   EXPECT_TRUE(a.step().skipped);
   EXPECT_TRUE(a.step().skipped);
   EXPECT_THROW(a.step(), std::runtime_error);
   EXPECT_EQ(a.skipped_steps(), 3);
-  for (const auto& [k, v] : state_dict(*a.model())) EXPECT_TRUE(torch::equal(v, before.at(k))) << k;
+  for (const auto& [k, v] : state_dict(a.model()->module())) EXPECT_TRUE(torch::equal(v, before.at(k))) << k;
 }
 
 TEST(TeacherTraining, LossFallsOnALearnableDataSet) {

@@ -187,11 +187,8 @@ NetworkPtr load_teacher(const DistillOptions& o, torch::Device device) {
   require_input_file("--prompts", o.prompts, "a prompt-embeddings file");
   LoadOptions lo;
   lo.dtype = parse_compute_dtype(o.dtype, device);
-  const std::string vae = o.teacher + "/vae/config.json";
-  const int64_t down = file_exists(vae) ? read_flux_vae_config(vae).downscale() : 8;
-  if (o.height <= 0 || o.width <= 0 || o.height % (2 * down) != 0 || o.width % (2 * down) != 0)
-    throw std::invalid_argument("--height and --width must be positive multiples of " + std::to_string(2 * down) +
-                                ", got " + std::to_string(o.height) + " x " + std::to_string(o.width));
+  const int64_t down = flux_vae_downscale(o.teacher);
+  check_flux_image_size(o.height, o.width, down, "--height and --width");
   NetworkPtr net = load_network(o.teacher, device, lo);
   auto* flux = dynamic_cast<FluxNetwork*>(net.get());
   if (flux == nullptr) throw std::invalid_argument(o.teacher + ": not a FLUX model folder");
@@ -264,7 +261,10 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   if (lead && o.snapshot_every > 0) io::make_output_dir(o.output + "/snapshots");
 
   NetworkPtr teacher = load_teacher(o, device);
-  const double cfg_scale = dynamic_cast<FluxNetwork*>(teacher.get()) != nullptr ? 1.0 : o.guidance;
+  // FLUX prompts: --guidance is the distilled guidance the network reads, so no CFG. A FLUX
+  // network with class prompts (train-teacher --arch flux) has a null class: --guidance is CFG.
+  const bool distilled_guidance = dynamic_cast<FluxNetwork*>(teacher.get()) != nullptr && !teacher->has_null_condition();
+  const double cfg_scale = distilled_guidance ? 1.0 : o.guidance;
   torch::manual_seed(o.d.seed);  // the same initial weights on every rank
   LoRAStudent student(teacher, o.s);
   o.s = student->config;  // with the teacher's default LoRA targets filled in

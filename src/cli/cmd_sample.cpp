@@ -58,26 +58,10 @@ struct Generator {
   std::function<torch::Tensor(const torch::Tensor& noise, const Condition& cond, const SamplerCallback&)> run;
 };
 
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 std::string join(const std::vector<int64_t>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
   return s;
-}
-
-// The folder that will hold `file`; `flag` names the option in errors.
-std::string parent_dir(const std::string& file, const std::string& flag) {
-  struct stat st {};
-  if (file.empty() || file.back() == '/' || (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)))
-    throw std::invalid_argument(flag + " '" + file + "' must name a file, not a folder");
-  const size_t slash = file.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : file.substr(0, slash);
 }
 
 // Everything that can be checked without the model.

@@ -1,8 +1,10 @@
-// `arcflow train-teacher`: flow-matching training of the class-conditional DiT on Fashion-MNIST,
+// `arcflow train-teacher`: flow-matching training of a class-conditional teacher on Fashion-MNIST
+// (the DiT, or with --arch flux a FLUX transformer whose class "prompts" are fixed embeddings),
 // with checkpoints (every N steps, on Ctrl-C/SIGTERM and at a time limit), resume, EMA weights and a
 // JSONL log. Output folder layout:
 //   DIR/checkpoint.safetensors   everything needed to resume (weights, EMA, optimizer, RNG, step)
-//   DIR/teacher.safetensors      the EMA weights as a self-describing DiT file (what `sample` loads)
+//   DIR/teacher.safetensors      the EMA weights as a self-describing file (what `sample` loads)
+//   DIR/class-prompts.safetensors  --arch flux: the class prompts (a prompt-embeddings file, last row null)
 //   DIR/train.jsonl              one JSON object per logged step
 #include <chrono>
 #include <cmath>
@@ -13,6 +15,9 @@
 
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/idx.h"
+#include "arcflow/models/flux_loader.h"
+#include "arcflow/models/flux_network.h"
+#include "arcflow/models/registry.h"
 #include "arcflow/training/teacher.h"
 #include "arcflow/util/progress.h"
 #include "commands.h"
@@ -25,6 +30,7 @@ namespace {
 
 struct TeacherOptions {
   TeacherTrainConfig cfg;
+  std::string flux_config;  // --arch flux: the transformer's config.json
   std::string output = "runs/teacher";
   std::string data_dir = io::kFashionMnistDir;
   bool resume = false;
@@ -46,6 +52,18 @@ void add_flags(CLI::App* sub, TeacherOptions& o) {
   sub->add_option("--limit-train", o.limit_train, "Use only the first N training images (0: all)")
       ->check(CLI::NonNegativeNumber);
   // Model.
+  sub->add_option("--arch", c.arch,
+                  "Architecture: dit (the DiT flags below) or flux (a FLUX transformer from --flux-config; "
+                  "pixels packed 2x2, each class's prompt a fixed random embedding)")
+      ->check(CLI::IsMember({"dit", "flux"}))
+      ->capture_default_str();
+  sub->add_option("--flux-config", o.flux_config,
+                  "--arch flux: the transformer's config.json (diffusers keys; in_channels 4 for 1-channel images, "
+                  "guidance_embeds false), e.g. configs/flux/fashion-teacher.json");
+  sub->add_option("--prompt-tokens", c.flux.prompt_tokens, "--arch flux: text tokens per class prompt")
+      ->capture_default_str();
+  sub->add_option("--prompt-seed", c.flux.prompt_seed, "--arch flux: seed of the class prompts' random embeddings")
+      ->capture_default_str();
   sub->add_option("--patch", c.model.patch, "DiT patch size (28 must be divisible by it)")->capture_default_str();
   sub->add_option("--width", c.model.width, "DiT width D")->capture_default_str();
   sub->add_option("--depth", c.model.depth, "Number of DiT blocks")->capture_default_str();
@@ -90,7 +108,21 @@ void write_outputs(TeacherTrainer& tr, const std::string& ckpt_path, const std::
   if (!lead) return;
   c.metadata["command"] = command_line();
   save_checkpoint(ckpt_path, c);
-  save_dit(tr.ema(), teacher_path);
+  save_network(*tr.ema(), teacher_path);
+}
+
+// --arch flux: the transformer config from --flux-config, the Fashion-MNIST class names.
+void resolve_flux(TeacherOptions& o) {
+  if (o.cfg.arch != "flux") {
+    if (!o.flux_config.empty()) throw std::invalid_argument("--flux-config is for --arch flux");
+    return;
+  }
+  if (o.flux_config.empty())
+    throw std::invalid_argument("--arch flux needs --flux-config FILE (e.g. configs/flux/fashion-teacher.json)");
+  require_input_file("--flux-config", o.flux_config, "a FLUX transformer config.json");
+  o.cfg.flux.transformer = read_flux_config(o.flux_config);
+  o.cfg.flux.class_names = io::fashion_mnist_class_names();
+  o.cfg.flux.num_classes = static_cast<int64_t>(o.cfg.flux.class_names.size());
 }
 
 int run(TeacherOptions& o, const GlobalOptions& g) {
@@ -98,6 +130,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
   const bool lead = dist.rank == 0;
   if (!lead) o.quiet = true;
   const torch::Device device = start_up(g);
+  resolve_flux(o);
   o.cfg.validate();
   const RunFiles files = lead ? prepare_run(o.output, o.resume)
                               : RunFiles{o.output, o.output + "/checkpoint.safetensors", o.output + "/train.jsonl"};
@@ -110,12 +143,28 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
   }
   const std::shared_ptr<Communicator> comm = connect(dist, device);
   TeacherTrainer tr(o.cfg, data.images, data.labels, device, comm);
-  if (lead)
-    std::printf("DiT: %lld parameters (width %lld, depth %lld, heads %lld, patch %lld, %lld tokens); %lld images\n",
-              static_cast<long long>(count_parameters(*tr.model())), static_cast<long long>(o.cfg.model.width),
-              static_cast<long long>(o.cfg.model.depth), static_cast<long long>(o.cfg.model.heads),
-              static_cast<long long>(o.cfg.model.patch), static_cast<long long>(o.cfg.model.num_tokens()),
-              static_cast<long long>(data.images.size(0)));
+  if (lead) {
+    const int64_t params = count_parameters(tr.model()->module());
+    if (o.cfg.arch == "flux") {
+      const FluxConfig& f = o.cfg.flux.transformer;
+      std::printf("FLUX: %lld parameters (%lld double + %lld single blocks, %lld heads x %lld, %lld image tokens, "
+                  "%lld prompt tokens); %lld images\n",
+                  static_cast<long long>(params), static_cast<long long>(f.num_layers),
+                  static_cast<long long>(f.num_single_layers), static_cast<long long>(f.num_attention_heads),
+                  static_cast<long long>(f.attention_head_dim),
+                  static_cast<long long>(data.images.size(2) / 2 * (data.images.size(3) / 2)),
+                  static_cast<long long>(o.cfg.flux.prompt_tokens), static_cast<long long>(data.images.size(0)));
+      // The stand-in for the text encoder, as a prompt-embeddings file (the teacher file holds it too).
+      auto* flux = dynamic_cast<FluxNetwork*>(tr.ema().get());
+      save_flux_prompt_embeddings(o.output + "/class-prompts.safetensors", flux->class_prompts());
+    } else {
+      std::printf("DiT: %lld parameters (width %lld, depth %lld, heads %lld, patch %lld, %lld tokens); %lld images\n",
+                  static_cast<long long>(params), static_cast<long long>(o.cfg.model.width),
+                  static_cast<long long>(o.cfg.model.depth), static_cast<long long>(o.cfg.model.heads),
+                  static_cast<long long>(o.cfg.model.patch), static_cast<long long>(o.cfg.model.num_tokens()),
+                  static_cast<long long>(data.images.size(0)));
+    }
+  }
   if (o.resume) {
     tr.restore(load_checkpoint(files.checkpoint), files.checkpoint);
     if (lead)
@@ -193,7 +242,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
 
 Runner add_train_teacher_command(CLI::App& app, GlobalOptions& g) {
   auto* sub = app.add_subcommand("train-teacher",
-                                 "Train the class-conditional DiT teacher on Fashion-MNIST by flow matching");
+                                 "Train a class-conditional teacher (DiT or FLUX) on Fashion-MNIST by flow matching");
   auto o = std::make_shared<TeacherOptions>();
   add_flags(sub, *o);
   return [o, &g] { return run(*o, g); };

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cctype>
+#include <cstdio>
 #include <stdexcept>
 #include <thread>
 
@@ -71,5 +72,20 @@ std::string& recorded() {
 void record_command_line(int argc, char** argv) { recorded() = shell_command(std::vector<std::string>(argv, argv + argc)); }
 
 const std::string& command_line() { return recorded(); }
+
+std::string parent_dir(const std::string& file, const std::string& flag) {
+  struct stat st {};
+  if (file.empty() || file.back() == '/' || (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)))
+    throw std::invalid_argument(flag + " '" + file + "' must name a file, not a folder");
+  const size_t slash = file.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : file.substr(0, slash);
+}
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
 }  // namespace arcflow::cli

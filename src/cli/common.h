@@ -24,6 +24,12 @@ bool file_exists(const std::string& path);
 // Throws std::invalid_argument "FLAG: no such file 'PATH' (HINT)" when `path` is empty, missing or
 // a folder, so a bad input path fails before any long work starts.
 void require_input_file(const std::string& flag, const std::string& path, const std::string& hint = "");
+// The folder that will hold output `file` (to create before writing); throws std::invalid_argument
+// naming `flag` when `file` is empty or names a folder.
+std::string parent_dir(const std::string& file, const std::string& flag);
+// A number for messages and metadata ("%g": 3.2, 0.0001, 1e+06).
+std::string fmt(double v);
+
 // The command line of this run, recorded in logs and file metadata so a result says how to remake
 // it: main() records argv once; command_line() gives "arcflow ARGS..." with every argument a shell
 // would split or expand single-quoted ("arcflow" alone before anything is recorded).

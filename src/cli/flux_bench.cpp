@@ -44,19 +44,7 @@ FluxConfig named_config(const std::string& name) {
     c.guidance_embeds = false;
     return c;
   }
-  if (name == "tiny") {  // the tests' shape: 2 + 2 blocks, 2 heads of 16
-    FluxConfig c;
-    c.in_channels = 16;
-    c.num_layers = 2;
-    c.num_single_layers = 2;
-    c.attention_head_dim = 16;
-    c.num_attention_heads = 2;
-    c.joint_attention_dim = 32;
-    c.pooled_projection_dim = 16;
-    c.guidance_embeds = true;
-    c.axes_dims_rope = {4, 6, 6};
-    return c;
-  }
+  if (name == "tiny") return FluxConfig::tiny();  // the tests' shape
   return read_flux_config(name);  // a config.json
 }
 
@@ -92,9 +80,7 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
   const FluxConfig& cfg = flux->transformer->config;
   flux->set_text_tokens(o.text_tokens);
   // The folder's VAE gives the image scale; random weights take FLUX.1's VAE (2^(4 - 1) = 8).
-  const std::string vae_config = o.model_dir + "/vae/config.json";
-  const int64_t downscale =
-      !o.random_weights && file_exists(vae_config) ? read_flux_vae_config(vae_config).downscale() : 8;
+  const int64_t downscale = o.random_weights ? 8 : flux_vae_downscale(o.model_dir);
 
   nlohmann::json out;
   out["device"] = dev.str();
@@ -110,9 +96,7 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
 
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t res : o.resolutions) {
-    if (res % (2 * downscale) != 0)
-      throw std::invalid_argument("--resolutions: " + std::to_string(res) + " is not a multiple of " +
-                                  std::to_string(2 * downscale) + " (2 x the VAE's downscale)");
+    check_flux_image_size(res, res, downscale, "--resolutions");
     flux->set_latent_size(res / downscale, res / downscale);
     const int64_t n_img = (res / downscale / 2) * (res / downscale / 2);  // packed 2x2 tokens
     torch::NoGradGuard no_grad;

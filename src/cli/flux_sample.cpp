@@ -17,18 +17,6 @@
 namespace arcflow::cli {
 namespace {
 
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
-std::string folder_of(const std::string& file) {
-  const size_t slash = file.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : file.substr(0, slash);
-}
-
 void validate(const FluxSampleOptions& o) {
   if (o.prompts.empty())
     throw std::invalid_argument("--teacher " + o.model_dir + " is a model folder: pass --prompts FILE (pre-encoded "
@@ -57,37 +45,39 @@ torch::ScalarType parse_compute_dtype(const std::string& name, torch::Device dev
   throw std::invalid_argument("--dtype must be auto, float32, bfloat16 or float16, got '" + name + "'");
 }
 
+int64_t flux_vae_downscale(const std::string& model_dir) {
+  const std::string vae = model_dir + "/vae/config.json";
+  return file_exists(vae) ? read_flux_vae_config(vae).downscale() : 8;
+}
+
+void check_flux_image_size(int64_t height, int64_t width, int64_t downscale, const std::string& flags) {
+  const int64_t cell = 2 * downscale;
+  if (height <= 0 || width <= 0 || height % cell != 0 || width % cell != 0)
+    throw std::invalid_argument(flags + " must be positive multiples of " + std::to_string(cell) +
+                                " (2 x the VAE's downscale " + std::to_string(downscale) + "), got " +
+                                std::to_string(height) + " x " + std::to_string(width));
+}
+
 int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
   validate(o);
   const std::string vae_dir = o.model_dir + "/vae";
   if (!o.output.empty() && !file_exists(vae_dir + "/config.json"))
     throw std::invalid_argument(vae_dir + "/config.json: missing; the PNG needs the VAE (pass -o '' and "
                                 "--save-tensors FILE to keep the latents only)");
-  if (!o.output.empty()) io::make_output_dir(folder_of(o.output));
-  if (!o.save_tensors.empty()) io::make_output_dir(folder_of(o.save_tensors));
+  if (!o.output.empty()) io::make_output_dir(parent_dir(o.output, "-o"));
+  if (!o.save_tensors.empty()) io::make_output_dir(parent_dir(o.save_tensors, "--save-tensors"));
   const torch::Device device = start_up(global);
   const torch::ScalarType dtype = parse_compute_dtype(o.dtype, device);
 
   // Everything small is read and checked before the transformer's weights.
-  const FluxConfig cfg = read_flux_config(file_exists(o.model_dir + "/transformer/config.json")
-                                              ? o.model_dir + "/transformer/config.json"
-                                              : o.model_dir + "/config.json");
+  const FluxConfig cfg = read_flux_config(transformer_folder(o.model_dir) + "/config.json");
   const FluxPromptEmbeddings prompts = load_flux_prompt_embeddings(o.prompts, cfg);
   if (prompts.size() == 0) throw std::invalid_argument(o.prompts + ": holds no prompts");
   if (!cfg.guidance_embeds && o.guidance_given)
     throw std::invalid_argument("--guidance: " + o.model_dir + " has no guidance embedding (a schnell-like model)");
-  int64_t downscale = 8;
+  const int64_t downscale = flux_vae_downscale(o.model_dir);  // the VAE is there when -o asks for a PNG
+  check_flux_image_size(o.height, o.width, downscale, "--height and --width");
   FluxVaeDecoder vae{nullptr};
-  if (!o.output.empty()) {
-    downscale = read_flux_vae_config(vae_dir + "/config.json").downscale();
-  } else if (file_exists(vae_dir + "/config.json")) {
-    downscale = read_flux_vae_config(vae_dir + "/config.json").downscale();
-  }
-  const int64_t cell = 2 * downscale;  // one packed token covers 2x2 latent pixels
-  if (o.height % cell != 0 || o.width % cell != 0)
-    throw std::invalid_argument("--height and --width must be multiples of " + std::to_string(cell) +
-                                " (2 x the VAE's downscale " + std::to_string(downscale) + "), got " +
-                                std::to_string(o.height) + " x " + std::to_string(o.width));
 
   LoadOptions lo;
   lo.dtype = dtype;

@@ -35,6 +35,13 @@ struct FluxSampleOptions {
 // (std::invalid_argument naming --dtype otherwise).
 torch::ScalarType parse_compute_dtype(const std::string& name, torch::Device device);
 
+// The image-to-latent downscale of a model folder's VAE (MODEL_DIR/vae/config.json), or FLUX.1's 8
+// when the folder has no VAE.
+int64_t flux_vae_downscale(const std::string& model_dir);
+// Throws std::invalid_argument naming `flags` unless height and width are positive multiples of
+// 2 x downscale (a packed token covers 2x2 latent pixels).
+void check_flux_image_size(int64_t height, int64_t width, int64_t downscale, const std::string& flags);
+
 int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global);
 
 }  // namespace arcflow::cli

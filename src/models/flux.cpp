@@ -124,6 +124,20 @@ FluxConfig FluxConfig::flux1_dev() {
   return c;
 }
 
+FluxConfig FluxConfig::tiny(bool guidance, int64_t in_channels) {
+  FluxConfig c;
+  c.in_channels = in_channels;
+  c.num_layers = 2;
+  c.num_single_layers = 2;
+  c.attention_head_dim = 16;
+  c.num_attention_heads = 2;
+  c.joint_attention_dim = 32;
+  c.pooled_projection_dim = 16;
+  c.guidance_embeds = guidance;
+  c.axes_dims_rope = {4, 6, 6};
+  return c;
+}
+
 // ----------------------------------------------------------------------------------- shapes
 
 std::map<std::string, std::vector<int64_t>> flux_state_shapes(const FluxConfig& cfg) {

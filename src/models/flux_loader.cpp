@@ -1,7 +1,6 @@
 // Implementation of arcflow/models/flux_loader.h.
 #include "arcflow/models/flux_loader.h"
 
-#include <c10/core/DefaultDtype.h>
 #include <nlohmann/json.hpp>
 
 #include <stdexcept>
@@ -37,21 +36,6 @@ void check_compute_dtype(torch::ScalarType dtype, const std::string& what) {
     throw std::invalid_argument(what + ": compute dtype must be float32, bfloat16 or float16, got " +
                                 std::string(c10::toString(dtype)));
 }
-
-// Sets the default dtype for the scope, so that modules are built straight in the compute dtype.
-// (Process-wide state: do not build models on other threads meanwhile.)
-class DefaultDtypeGuard {
- public:
-  explicit DefaultDtypeGuard(torch::ScalarType t) : saved_(c10::get_default_dtype()) {
-    c10::set_default_dtype(c10::scalarTypeToTypeMeta(t));
-  }
-  ~DefaultDtypeGuard() { c10::set_default_dtype(saved_); }
-  DefaultDtypeGuard(const DefaultDtypeGuard&) = delete;
-  DefaultDtypeGuard& operator=(const DefaultDtypeGuard&) = delete;
-
- private:
-  caffe2::TypeMeta saved_;
-};
 
 // Reads every parameter and buffer of `m` from `dir`, then freezes it, sets eval mode and moves it.
 void fill(torch::nn::Module& m, const io::SafetensorsDir& dir, torch::Device device) {

@@ -1,39 +1,17 @@
 // Implementation of arcflow/models/flux_network.h.
 #include "arcflow/models/flux_network.h"
 
-#include <sys/stat.h>
-
-#include <c10/core/DefaultDtype.h>
-
 #include <stdexcept>
 
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/models/param_init.h"
+#include "arcflow/models/registry.h"
 #include "arcflow/models/weights.h"
 
 namespace arcflow {
 namespace {
 
-bool is_file(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 std::string shape_str(const torch::Tensor& t) { return c10::str(t.sizes()); }
-
-// Sets the default dtype for the scope (process-wide: build models on one thread at a time).
-class DtypeScope {
- public:
-  explicit DtypeScope(torch::ScalarType t) : saved_(c10::get_default_dtype()) {
-    c10::set_default_dtype(c10::scalarTypeToTypeMeta(t));
-  }
-  ~DtypeScope() { c10::set_default_dtype(saved_); }
-  DtypeScope(const DtypeScope&) = delete;
-  DtypeScope& operator=(const DtypeScope&) = delete;
-
- private:
-  caffe2::TypeMeta saved_;
-};
 
 }  // namespace
 
@@ -57,6 +35,7 @@ void FluxNetwork::set_latent_size(int64_t h, int64_t w) {
 }
 
 void FluxNetwork::check_condition(const Condition& c, int64_t batch) const {
+  if (c.has("labels")) return check_class_condition(c, batch);
   const FluxConfig& cfg = transformer->config;
   const auto need = [&](const char* key) {
     if (!c.has(key))
@@ -85,11 +64,12 @@ void FluxNetwork::check_condition(const Condition& c, int64_t batch) const {
       throw std::invalid_argument("FLUX: unknown condition key '" + key + "'");
 }
 
-FluxNetwork::Inputs FluxNetwork::inputs(const torch::Tensor& x, const Condition& c) const {
+FluxNetwork::Inputs FluxNetwork::inputs(const torch::Tensor& x, const Condition& c_in) const {
   if (x.dim() != 4 || x.size(1) != latent_channels() || x.size(2) % 2 != 0 || x.size(3) % 2 != 0)
     throw std::invalid_argument("FLUX: x must be (B, " + std::to_string(latent_channels()) +
                                 ", h, w) with h and w even, got " + shape_str(x));
-  check_condition(c, x.size(0));
+  check_condition(c_in, x.size(0));
+  const Condition c = c_in.has("labels") ? class_prompt_condition(c_in) : c_in;
   const torch::Device dev = device();
   Inputs in;
   in.tokens = pack_latents(x);
@@ -123,6 +103,7 @@ void FluxNetwork::set_prompt_pool(const FluxPromptEmbeddings& e, double guidance
 }
 
 Condition FluxNetwork::random_condition(int64_t batch, at::Generator& gen) const {
+  if (pool_.size() == 0 && classes_.size() > 0) return Network::random_condition(batch, gen);
   if (pool_.size() == 0)
     throw std::invalid_argument("FLUX: no prompts to distil from (pass --prompts FILE: pre-encoded prompts)");
   const torch::Tensor idx = torch::randint(pool_.size(), {batch}, gen, torch::kLong);
@@ -133,7 +114,7 @@ Condition FluxNetwork::random_condition(int64_t batch, at::Generator& gen) const
 NetworkPtr FluxNetwork::copy_network() {
   FluxTransformer m{nullptr};
   {
-    DtypeScope dtype(transformer->dtype());
+    DefaultDtypeGuard dtype(transformer->dtype());
     ParamInitGuard uninitialised(device());
     m = FluxTransformer(transformer->config);
   }
@@ -143,6 +124,7 @@ NetworkPtr FluxNetwork::copy_network() {
   net->text_tokens_ = text_tokens_;
   net->pool_ = pool_;
   net->pool_guidance_ = pool_guidance_;
+  net->classes_ = classes_;
   return net;
 }
 
@@ -188,11 +170,7 @@ double FluxNetwork::forward_flops(int64_t batch) const {
 // ----------------------------------------------------------------------------------- loading
 
 NetworkPtr load_flux_folder(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
-  const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
-  const std::string folder = is_file(base + "transformer/config.json") ? base + "transformer" : dir;
-  if (!is_file(folder + "/config.json"))
-    throw std::runtime_error(dir + ": not a FLUX model folder (neither transformer/config.json nor config.json)");
-  return std::make_shared<FluxNetwork>(load_flux_transformer(folder, dtype, device));
+  return std::make_shared<FluxNetwork>(load_flux_transformer(transformer_folder(dir), dtype, device));
 }
 
 NetworkPtr load_flux_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device) {
@@ -211,7 +189,9 @@ NetworkPtr load_flux_network(const io::SafetensorsFile& f, const std::string& pa
   }
   load_state(*m, f.tensors, path);
   m->to(device);
-  return std::make_shared<FluxNetwork>(m);
+  auto net = std::make_shared<FluxNetwork>(m);
+  net->read_extra_metadata(f.metadata, path);
+  return net;
 }
 
 NetworkPtr create_flux_network(const nlohmann::json& config) {
@@ -223,7 +203,7 @@ NetworkPtr random_flux_network(const FluxConfig& cfg, torch::Device device, torc
   cfg.validate();
   FluxTransformer m{nullptr};
   {
-    DtypeScope scope(dtype);
+    DefaultDtypeGuard scope(dtype);
     ParamInitGuard uninitialised(device);
     m = FluxTransformer(cfg);
   }

@@ -37,15 +37,21 @@ bool is_model_folder(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+std::string transformer_folder(const std::string& dir) {
+  const auto is_file = [](const std::string& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  };
+  const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
+  if (is_file(base + "transformer/config.json")) return base + "transformer";
+  if (is_file(base + "config.json")) return dir;
+  throw std::runtime_error(dir + ": not a model folder (neither transformer/config.json nor config.json)");
+}
+
 namespace {
 
 NetworkPtr load_from_folder(const std::string& dir, torch::Device device, const LoadOptions& opts) {
-  const std::string base = dir.back() == '/' ? dir : dir + "/";
-  struct stat st {};
-  const std::string config =
-      ::stat((base + "transformer/config.json").c_str(), &st) == 0 ? base + "transformer/config.json" : base + "config.json";
-  if (::stat(config.c_str(), &st) != 0)
-    throw std::runtime_error(dir + ": a folder, but not a model folder (no transformer/config.json or config.json)");
+  const std::string config = transformer_folder(dir) + "/config.json";
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(io::read_file(config));
@@ -93,7 +99,9 @@ void save_network(Network& net, const std::string& path, const io::Metadata& ext
     if (auto* l = item.value()->as<LoRALinearImpl>(); l != nullptr && l->has_lora())
       throw std::invalid_argument("saving " + path + ": layer '" + item.key() +
                                   "' carries a LoRA adapter; save adapters separately");
-  save_described(net.module(), path, net.kind(), net.config_json(), extra);
+  io::Metadata meta = net.extra_metadata();
+  for (const auto& [key, value] : extra) meta[key] = value;
+  save_described(net.module(), path, net.kind(), net.config_json(), meta);
 }
 
 }  // namespace arcflow

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "arcflow/core/schedule.h"
+#include "arcflow/models/flux_network.h"
 #include "arcflow/models/weights.h"
 
 namespace arcflow {
@@ -16,8 +17,37 @@ void require(bool ok, const std::string& field, const std::string& what) {
 }
 }  // namespace
 
+void FluxTeacherModel::validate() const {
+  transformer.validate();
+  require(num_classes >= 1, "flux.num_classes", "must be >= 1");
+  require(class_names.empty() || static_cast<int64_t>(class_names.size()) == num_classes, "flux.class_names",
+          "must name every class");
+  require(prompt_tokens >= 1, "flux.prompt_tokens", "must be >= 1");
+  require(!transformer.guidance_embeds, "flux.guidance_embeds",
+          "must be false (the teacher learns classifier-free guidance through the null class)");
+  require(transformer.patch_size == 1, "flux.patch_size", "must be 1 (pixels are packed 2x2 into tokens)");
+  require(transformer.in_channels % 4 == 0, "flux.in_channels", "must be 4 x the image channels");
+  require(transformer.output_channels() == transformer.in_channels, "flux.out_channels", "must equal in_channels");
+}
+
+nlohmann::json FluxTeacherModel::to_json() const {
+  return {{"transformer", transformer.to_json()}, {"num_classes", num_classes}, {"class_names", names()},
+          {"prompt_tokens", prompt_tokens}, {"prompt_seed", prompt_seed}};
+}
+
+std::vector<std::string> FluxTeacherModel::names() const {
+  if (!class_names.empty()) return class_names;
+  std::vector<std::string> n;
+  for (int64_t i = 0; i < num_classes; ++i) n.push_back("class " + std::to_string(i));
+  return n;
+}
+
 void TeacherTrainConfig::validate() const {
-  model.validate();
+  require(arch == "dit" || arch == "flux", "arch", "must be dit or flux, got '" + arch + "'");
+  if (arch == "flux")
+    flux.validate();
+  else
+    model.validate();
   require(iters >= 1, "iters", "must be >= 1");
   require(batch_size >= 1, "batch_size", "must be >= 1");
   require(std::isfinite(lr) && lr > 0, "lr", "must be > 0");
@@ -32,8 +62,10 @@ void TeacherTrainConfig::validate() const {
   require(max_bad_steps >= 1, "max_bad_steps", "must be >= 1");
 }
 
+nlohmann::json TeacherTrainConfig::model_json() const { return arch == "flux" ? flux.to_json() : model.to_json(); }
+
 nlohmann::json TeacherTrainConfig::to_json() const {
-  return {{"model", model.to_json()},   {"iters", iters},
+  return {{"arch", arch},               {"model", model_json()},   {"iters", iters},
           {"batch_size", batch_size},   {"lr", lr},
           {"beta1", beta1},             {"beta2", beta2},
           {"weight_decay", weight_decay}, {"warmup_iters", warmup_iters},
@@ -49,29 +81,50 @@ TeacherTrainer::TeacherTrainer(TeacherTrainConfig cfg, const torch::Tensor& imag
       comm_(std::move(comm)),
       gen_(at::detail::createCPUGenerator(stream_seed(cfg_.seed, comm_ ? comm_->rank() : 0))) {
   cfg_.validate();
-  const DiTConfig& m = cfg_.model;
-  if (images.dim() != 4 || images.size(1) != m.in_channels || images.size(2) != m.image_size ||
-      images.size(3) != m.image_size)
-    throw std::invalid_argument("teacher training: images must be (N, " + std::to_string(m.in_channels) + ", " +
-                                std::to_string(m.image_size) + ", " + std::to_string(m.image_size) + "), got " +
-                                c10::str(images.sizes()));
+  const bool flux = cfg_.arch == "flux";
+  if (images.dim() != 4 || images.size(0) == 0)
+    throw std::invalid_argument("teacher training: images must be (N >= 1, C, H, W), got " + c10::str(images.sizes()));
+  if (flux) {
+    const FluxConfig& f = cfg_.flux.transformer;
+    if (images.size(1) * 4 != f.in_channels || images.size(2) % 2 != 0 || images.size(3) % 2 != 0)
+      throw std::invalid_argument("teacher training: a FLUX transformer with in_channels " +
+                                  std::to_string(f.in_channels) + " takes images of " +
+                                  std::to_string(f.in_channels / 4) + " channel(s) (packed 2x2) and even sides, got " +
+                                  c10::str(images.sizes()));
+  } else {
+    const DiTConfig& m = cfg_.model;
+    if (images.size(1) != m.in_channels || images.size(2) != m.image_size || images.size(3) != m.image_size)
+      throw std::invalid_argument("teacher training: images must be (N, " + std::to_string(m.in_channels) + ", " +
+                                  std::to_string(m.image_size) + ", " + std::to_string(m.image_size) + "), got " +
+                                  c10::str(images.sizes()));
+  }
   if (labels.dim() != 1 || labels.size(0) != images.size(0) || labels.scalar_type() != torch::kInt64)
     throw std::invalid_argument("teacher training: labels must be (N) int64 matching the images");
-  if (images.size(0) == 0) throw std::invalid_argument("teacher training: no images");
-  if (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= m.num_classes)
-    throw std::invalid_argument("teacher training: labels must be in 0.." + std::to_string(m.num_classes - 1));
+  const int64_t classes = cfg_.num_classes();
+  if (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= classes)
+    throw std::invalid_argument("teacher training: labels must be in 0.." + std::to_string(classes - 1));
   images_ = images.to(device_, torch::kFloat32).contiguous();
   labels_ = labels.to(device_);
 
   // Initialise from the global seed too, so the weights are reproducible.
   torch::manual_seed(cfg_.seed);
-  model_ = DiT(m);
-  ema_ = DiT(m);
-  model_->to(device_);
-  ema_->to(device_);
-  ema_->eval();
-  params_ = model_->parameters();
-  ema_params_ = ema_->parameters();
+  if (flux) {
+    const FluxPromptEmbeddings table = make_class_prompts(cfg_.flux.transformer, cfg_.flux.names(),
+                                                          cfg_.flux.prompt_tokens, cfg_.flux.prompt_seed);
+    for (NetworkPtr* net : {&model_, &ema_}) {
+      auto f = std::make_shared<FluxNetwork>(FluxTransformer(cfg_.flux.transformer), images.size(2), images.size(3));
+      f->set_class_prompts(table);
+      *net = f;
+    }
+  } else {
+    model_ = DiT(cfg_.model).ptr();
+    ema_ = DiT(cfg_.model).ptr();
+  }
+  model_->module().to(device_);
+  ema_->module().to(device_);
+  ema_->module().eval();
+  params_ = model_->module().parameters();
+  ema_params_ = ema_->module().parameters();
   {
     torch::NoGradGuard g;
     for (size_t i = 0; i < params_.size(); ++i) ema_params_[i].copy_(params_[i]);
@@ -91,7 +144,6 @@ double TeacherTrainer::lr_at(int64_t step) const {
 }
 
 TeacherStepStats TeacherTrainer::step() {
-  const DiTConfig& m = cfg_.model;
   const int64_t B = cfg_.batch_size;
   TeacherStepStats st;
   st.step = step_ + 1;
@@ -100,21 +152,21 @@ TeacherStepStats TeacherTrainer::step() {
   // All random draws on the CPU generator (device-independent), in a fixed order.
   const torch::Tensor idx = torch::randint(images_.size(0), {B}, gen_, torch::kLong);
   const torch::Tensor eps =
-      torch::randn({B, m.in_channels, m.image_size, m.image_size}, gen_, torch::kFloat32).to(device_);
+      torch::randn({B, images_.size(1), images_.size(2), images_.size(3)}, gen_, torch::kFloat32).to(device_);
   const torch::Tensor tau = torch::rand({B}, gen_, torch::kFloat32);
   const torch::Tensor drop = torch::rand({B}, gen_, torch::kFloat32) < cfg_.class_dropout;
 
   const torch::Tensor idx_d = idx.to(device_);
   const torch::Tensor x0 = images_.index_select(0, idx_d);
   torch::Tensor y = labels_.index_select(0, idx_d);
-  y = torch::where(drop.to(device_), torch::full_like(y, m.num_classes), y);
+  y = torch::where(drop.to(device_), torch::full_like(y, cfg_.num_classes()), y);  // the null class
   const torch::Tensor sigma = warp(tau, cfg_.shift).to(device_);
   const torch::Tensor s4 = sigma.view({B, 1, 1, 1});
   const torch::Tensor x = (1 - s4) * x0 + s4 * eps;
   const torch::Tensor target = eps - x0;
 
-  model_->train();
-  const torch::Tensor loss = (model_->forward(x, sigma, y) - target).pow(2).mean();
+  model_->module().train();
+  const torch::Tensor loss = (model_->velocity(x, sigma, Condition::labels(y)) - target).pow(2).mean();
   opt_->zero_grad();
   loss.backward();
   st.loss = loss.item<double>();
@@ -164,8 +216,8 @@ void TeacherTrainer::update_ema() {
 
 Checkpoint TeacherTrainer::checkpoint() {
   Checkpoint c;
-  c.model = state_dict(*model_);
-  c.ema = state_dict(*ema_);
+  c.model = state_dict(model_->module());
+  c.ema = state_dict(ema_->module());
   c.optimizer = serialize_optimizer(*opt_);
   const std::vector<torch::Tensor> states = gather_states(comm_.get(), gen_.get_state());
   for (size_t r = 0; r < states.size(); ++r) c.extra["rng." + std::to_string(r)] = states[r];
@@ -181,17 +233,22 @@ Checkpoint TeacherTrainer::checkpoint() {
 void TeacherTrainer::restore(const Checkpoint& ckpt, const std::string& source) {
   if (ckpt.metadata.count("kind") == 0 || ckpt.metadata.at("kind") != "teacher")
     throw std::runtime_error(source + ": not a teacher-training checkpoint");
-  DiTConfig saved;
+  nlohmann::json saved_cfg, wanted = cfg_.model_json();
+  std::string saved_arch;
   try {
-    saved = DiTConfig::from_json(nlohmann::json::parse(ckpt.metadata.at("config")).at("model"));
+    const nlohmann::json j = nlohmann::json::parse(ckpt.metadata.at("config"));
+    saved_arch = j.value("arch", std::string("dit"));  // written before "arch" existed: a DiT
+    saved_cfg = saved_arch == "dit" ? DiTConfig::from_json(j.at("model")).to_json() : j.at("model");
   } catch (const std::exception& e) {
     throw std::runtime_error(source + ": unreadable config metadata: " + e.what());
   }
-  if (saved.to_json() != cfg_.model.to_json())
-    throw std::runtime_error(source + ": the checkpoint's model config " + saved.to_json().dump() +
-                             " differs from the requested one " + cfg_.model.to_json().dump());
-  load_state(*model_, ckpt.model, source);
-  load_state(*ema_, ckpt.ema, source);
+  if (saved_arch != cfg_.arch)
+    throw std::runtime_error(source + ": the checkpoint trains a '" + saved_arch + "' model, not '" + cfg_.arch + "'");
+  if (saved_cfg != wanted)
+    throw std::runtime_error(source + ": the checkpoint's model config " + saved_cfg.dump() +
+                             " differs from the requested one " + wanted.dump());
+  load_state(model_->module(), ckpt.model, source);
+  load_state(ema_->module(), ckpt.ema, source);
   if (ckpt.optimizer.empty()) throw std::runtime_error(source + ": checkpoint has no optimizer state");
   deserialize_optimizer(*opt_, ckpt.optimizer, source, device_);
   if (!ckpt.rng_state.defined()) throw std::runtime_error(source + ": checkpoint has no generator state");

@@ -85,6 +85,9 @@ struct FluxConfig {
   static FluxConfig from_json(const nlohmann::json& j);
   // FLUX.1-dev's published config (guidance_embeds true; everything else the class defaults).
   static FluxConfig flux1_dev();
+  // A tiny config of the same structure for tests and CPU timings: 2 double + 2 single blocks,
+  // 2 heads of 16, text width 32, pooled 16, RoPE 4/6/6.
+  static FluxConfig tiny(bool guidance = true, int64_t in_channels = 16);
 };
 
 // Checkpoint key -> shape of every tensor the model holds, from the config alone (no allocation):

@@ -46,7 +46,23 @@ class FluxNetwork : public Network {
   // the config: std::invalid_argument naming the tensor), with distilled guidance `guidance` for
   // models that take it. Without a pool random_condition() throws, naming --prompts.
   void set_prompt_pool(const FluxPromptEmbeddings& e, double guidance);
+  // Without a prompt pool, a network with class prompts draws uniform labels.
   Condition random_condition(int64_t batch, at::Generator& gen) const override;
+
+  // Class-conditional use (a FLUX-architecture teacher trained on a labelled data set by `arcflow
+  // train-teacher --arch flux`): row l of `table` is the "prompt" of class l and its last row that
+  // of the null class (label num_classes, for classifier-free guidance). Conditions may then carry
+  // "labels" (B) int64 in 0..num_classes instead of prompt embeddings, and the null condition is
+  // the last row. Checked against the config (std::invalid_argument naming the tensor); kept in
+  // the weights file (metadata "class_prompts", with "sample_size").
+  void set_class_prompts(const FluxPromptEmbeddings& table);
+  const FluxPromptEmbeddings& class_prompts() const { return classes_; }
+  int64_t num_classes() const override { return classes_.size() > 0 ? classes_.size() - 1 : 0; }
+  bool has_null_condition() const override { return classes_.size() > 0; }
+  Condition null_condition(const Condition& c) const override;
+  io::Metadata extra_metadata() const override;
+  // Reads what extra_metadata() wrote (absent entries leave the defaults); std::runtime_error naming `path`.
+  void read_extra_metadata(const io::Metadata& meta, const std::string& path);
 
   torch::Tensor velocity(const torch::Tensor& x, const torch::Tensor& sigma, const Condition& c) override;
   std::vector<int64_t> sample_shape() const override { return {latent_channels(), h_, w_}; }
@@ -72,11 +88,15 @@ class FluxNetwork : public Network {
     torch::Tensor tokens, prompt, pooled, guidance, img_ids, txt_ids;
   };
   Inputs inputs(const torch::Tensor& x, const Condition& c) const;
+  // For conditions carrying "labels" (models/flux_classes.cpp): the check, and the prompts they stand for.
+  void check_class_condition(const Condition& c, int64_t batch) const;
+  Condition class_prompt_condition(const Condition& c) const;
 
   int64_t h_, w_;
   int64_t text_tokens_ = 512;
   FluxPromptEmbeddings pool_;
   double pool_guidance_ = 3.5;
+  FluxPromptEmbeddings classes_;  // float32, on the CPU
 };
 
 // A FLUX model folder: MODEL_DIR/transformer/ (or a transformer folder itself, holding config.json
@@ -90,6 +110,13 @@ NetworkPtr create_flux_network(const nlohmann::json& config);
 // for timing full-size shapes without the weights (`arcflow bench --random-weights`).
 NetworkPtr random_flux_network(const FluxConfig& cfg, torch::Device device, torch::ScalarType dtype,
                                uint64_t seed = 0, double std = 0.02);
+
+// A class-prompt table for set_class_prompts(): for each name a fixed random "prompt" (L = tokens
+// rows of N(0, 1) of width joint_attention_dim, and an N(0, 1) pooled vector), drawn from a CPU
+// generator seeded with `seed` (the stand-in for a text encoder), then a last all-zero row named ""
+// for the null class. float32 on the CPU.
+FluxPromptEmbeddings make_class_prompts(const FluxConfig& cfg, const std::vector<std::string>& names, int64_t tokens,
+                                        uint64_t seed);
 
 // The condition of prompts rows[i] of `e` (on the CPU, in the file's dtype), with guidance g for
 // every sample when `with_guidance`.

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "arcflow/io/safetensors.h"
 #include "arcflow/models/condition.h"
 #include "arcflow/models/lora.h"
 
@@ -62,6 +63,9 @@ class Network : public Teacher {
   virtual std::string kind() const = 0;
   // The architecture's config as JSON (what its file's "config" metadata holds).
   virtual nlohmann::json config_json() const = 0;
+  // Settings of this network beyond the architecture that its weights file keeps (metadata entries
+  // next to "model" and "config"; e.g. FLUX's sample size and class prompts). Default: none.
+  virtual io::Metadata extra_metadata() const { return {}; }
   // A network of the same architecture with a copy of the weights (on the same device).
   virtual std::shared_ptr<Network> copy_network() = 0;
 

@@ -5,9 +5,26 @@
 // otherwise draw 11.9B random numbers before the file's values overwrite them.
 #pragma once
 
+#include <c10/core/DefaultDtype.h>
 #include <torch/torch.h>
 
 namespace arcflow {
+
+// Sets the default dtype for the scope, so that modules are built straight in the compute dtype
+// (with a ParamInitGuard: no float32 copy of the weights ever exists). Process-wide state: do not
+// build models on other threads meanwhile.
+class DefaultDtypeGuard {
+ public:
+  explicit DefaultDtypeGuard(torch::ScalarType t) : saved_(c10::get_default_dtype()) {
+    c10::set_default_dtype(c10::scalarTypeToTypeMeta(t));
+  }
+  ~DefaultDtypeGuard() { c10::set_default_dtype(saved_); }
+  DefaultDtypeGuard(const DefaultDtypeGuard&) = delete;
+  DefaultDtypeGuard& operator=(const DefaultDtypeGuard&) = delete;
+
+ private:
+  caffe2::TypeMeta saved_;
+};
 
 class ParamInitGuard {
  public:

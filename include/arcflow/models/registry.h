@@ -46,8 +46,13 @@ const ModelEntry& find_model(const std::string& kind);
 NetworkPtr load_network(const std::string& path, torch::Device device = torch::kCPU, const LoadOptions& opts = {});
 // True when `path` is a folder (a model folder, for load_network).
 bool is_model_folder(const std::string& path);
+// The folder holding a model folder's transformer config.json: DIR/transformer when it has one,
+// else DIR itself (a transformer folder). Throws std::runtime_error naming `dir` when neither holds
+// a config.json.
+std::string transformer_folder(const std::string& dir);
 NetworkPtr create_network(const std::string& kind, const nlohmann::json& config);
-// Writes the network's weights with {"model": kind, "config": config JSON} (atomically). Throws
+// Writes the network's weights with {"model": kind, "config": config JSON} and the network's
+// extra_metadata() (atomically; entries of `extra` win). Throws
 // std::invalid_argument for a network carrying LoRA adapters (save those as an adapter).
 void save_network(Network& net, const std::string& path, const io::Metadata& extra = {});
 

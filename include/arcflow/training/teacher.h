@@ -1,4 +1,6 @@
-// Flow-matching training of the image teacher (ARCFLOW.md section 5):
+// Flow-matching training of an image teacher (ARCFLOW.md section 5), a class-conditional DiT or a
+// FLUX-architecture transformer (arch "flux": pixels packed 2x2 into tokens, each class's "prompt"
+// a fixed embedding; models/flux_network.h):
 //   x0 ~ data, eps ~ N(0, I), tau ~ U(0, 1), sigma = warp(tau, shift),
 //   x = (1 - sigma) x0 + sigma eps,  loss = mean((model(x, sigma, y') - (eps - x0))^2),
 // where y' is the class label, replaced by the null class with probability class_dropout (so the
@@ -17,13 +19,32 @@
 #include <string>
 
 #include "arcflow/models/dit.h"
+#include "arcflow/models/flux.h"
+#include "arcflow/models/network.h"
 #include "arcflow/training/checkpoint.h"
 #include "arcflow/training/communicator.h"
 
 namespace arcflow {
 
+// arch "flux": the FLUX transformer over images of C channels packed 2x2 (transformer.in_channels =
+// 4 C, guidance_embeds false: guidance is classifier-free, through the null class). The prompt of
+// class l is row l of make_class_prompts(transformer, class_names, prompt_tokens, prompt_seed).
+struct FluxTeacherModel {
+  FluxConfig transformer;
+  int64_t num_classes = 10;
+  std::vector<std::string> class_names;  // empty: "class 0", "class 1", ...
+  int64_t prompt_tokens = 4;             // L, text tokens per class prompt
+  uint64_t prompt_seed = 0;              // the class prompts' random draw (not the training seed)
+
+  void validate() const;
+  nlohmann::json to_json() const;
+  std::vector<std::string> names() const;
+};
+
 struct TeacherTrainConfig {
+  std::string arch = "dit";  // "dit" (model) or "flux" (flux)
   DiTConfig model;
+  FluxTeacherModel flux;
   int64_t iters = 6000;        // total optimizer steps
   int64_t batch_size = 64;
   double lr = 3e-4;
@@ -39,6 +60,8 @@ struct TeacherTrainConfig {
   // Throws std::invalid_argument naming the field.
   void validate() const;
   nlohmann::json to_json() const;
+  nlohmann::json model_json() const;  // the chosen architecture's settings
+  int64_t num_classes() const { return arch == "flux" ? flux.num_classes : model.num_classes; }
 };
 
 struct TeacherStepStats {
@@ -52,7 +75,7 @@ struct TeacherStepStats {
 class TeacherTrainer {
  public:
   // images: (N, C, H, W) float in [-1, 1]; labels: (N) int64 in 0..num_classes-1. Both are moved to
-  // `device` once. Throws std::invalid_argument when they do not fit cfg.model.
+  // `device` once. Throws std::invalid_argument when they do not fit the model.
   // With a communicator of world size > 1 the trainer is one data-parallel rank: it draws its own
   // batches (random stream `rank`), averages gradients and losses over the ranks before each
   // update, and checkpoint() / restore() are collective.
@@ -65,8 +88,9 @@ class TeacherTrainer {
   int64_t steps_done() const { return step_; }
   int64_t skipped_steps() const { return skipped_; }
   const TeacherTrainConfig& config() const { return cfg_; }
-  DiT& model() { return model_; }
-  DiT& ema() { return ema_; }
+  // The network trained, and its EMA (what `arcflow train-teacher` saves as the teacher).
+  const NetworkPtr& model() const { return model_; }
+  const NetworkPtr& ema() const { return ema_; }
 
   // Everything needed to continue (metadata: "config" = cfg.to_json(), "kind" = "teacher").
   Checkpoint checkpoint();
@@ -81,7 +105,7 @@ class TeacherTrainer {
   TeacherTrainConfig cfg_;
   torch::Device device_;
   torch::Tensor images_, labels_;
-  DiT model_{nullptr}, ema_{nullptr};
+  NetworkPtr model_, ema_;
   std::vector<torch::Tensor> params_, ema_params_;
   std::unique_ptr<torch::optim::AdamW> opt_;
   std::shared_ptr<Communicator> comm_;
