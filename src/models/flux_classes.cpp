@@ -6,6 +6,7 @@
 // labels like the DiT. The table and the sample size travel in the weights file's metadata.
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <limits>
 #include <stdexcept>
 
 #include "arcflow/models/flux_network.h"
@@ -29,6 +30,8 @@ torch::Tensor json_tensor(const nlohmann::json& j, const std::string& what) {
   int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0) throw std::invalid_argument(what + ": negative size in its shape");
+    if (d > 0 && n > std::numeric_limits<int64_t>::max() / d)
+      throw std::invalid_argument(what + ": its shape holds more values than can be counted");
     n *= d;
   }
   if (n != static_cast<int64_t>(data.size()))
@@ -41,8 +44,9 @@ torch::Tensor json_tensor(const nlohmann::json& j, const std::string& what) {
 
 void FluxNetwork::set_class_prompts(const FluxPromptEmbeddings& table) {
   const FluxConfig& cfg = transformer->config;
-  if (table.size() < 2 || table.prompt_embeds.dim() != 3 || table.prompt_embeds.size(2) != cfg.joint_attention_dim)
-    throw std::invalid_argument("FLUX class prompts: prompt_embeds must be (classes + 1 >= 2, L, " +
+  if (table.size() < 2 || table.prompt_embeds.dim() != 3 || table.prompt_embeds.size(1) < 1 ||
+      table.prompt_embeds.size(2) != cfg.joint_attention_dim)
+    throw std::invalid_argument("FLUX class prompts: prompt_embeds must be (classes + 1 >= 2, L >= 1, " +
                                 std::to_string(cfg.joint_attention_dim) + ")");
   if (!table.pooled_prompt_embeds.defined() || table.pooled_prompt_embeds.dim() != 2 ||
       table.pooled_prompt_embeds.size(0) != table.size() ||
