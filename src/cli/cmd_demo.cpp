@@ -27,6 +27,7 @@ struct DemoOptions {
   std::string teacher = "models/teacher.safetensors";
   std::string student = "models/arcflow-2.safetensors";
   std::string baseline = "models/linear-2.safetensors";
+  std::string gmflow = "models/gmflow-2.safetensors";
   std::string classifier = "models/classifier.safetensors";
   std::string data_dir = io::kFashionMnistDir;
   int64_t n = 200;
@@ -143,6 +144,7 @@ int run_demo(const DemoOptions& o, const GlobalOptions& g) {
   r.output_dir = o.output + "/fashion";
   r.adapters.push_back({"arcflow-2", o.student});
   if (!o.baseline.empty() && file_exists(o.baseline)) r.adapters.push_back({"linear-2", o.baseline});
+  if (!o.gmflow.empty() && file_exists(o.gmflow)) r.adapters.push_back({"gmflow-2", o.gmflow});
   r.bench.n = o.n;
   r.bench.teacher_steps = {1};  // the teacher at 2 NFE: one guided step
   r.bench.preview = 10;
@@ -177,6 +179,8 @@ Runner add_demo_command(CLI::App& app, GlobalOptions& g) {
   sub->add_option("--teacher", o->teacher, "Teacher weights (.safetensors; its \"model\" metadata picks the architecture)")->capture_default_str();
   sub->add_option("--student", o->student, "ArcFlow student adapter (row arcflow-2)")->capture_default_str();
   sub->add_option("--baseline", o->baseline, "Linear-shortcut student adapter (row linear-2; skipped if absent)")
+      ->capture_default_str();
+  sub->add_option("--gmflow", o->gmflow, "pi-Flow GMFlow student adapter (row gmflow-2; skipped if absent)")
       ->capture_default_str();
   sub->add_option("--classifier", o->classifier, "Evaluation classifier weights")->capture_default_str();
   sub->add_option("--data-dir", o->data_dir, "Folder with the Fashion-MNIST IDX files (test set = reference)")

@@ -27,8 +27,14 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 struct ServeOptions {
   server::ServerConfig config;
-  std::vector<std::string> adapters = {"arcflow-2=models/arcflow-2.safetensors"};
+  std::vector<std::string> adapters;  // empty: the shipped students (kShipped) that are present
 };
+
+// Without --adapter: the three policies' shipped students, ArcFlow first (the page compares it
+// with the teacher); arcflow-2 must exist, the baselines are skipped when absent.
+const char* const kShipped[][2] = {{"arcflow-2", "models/arcflow-2.safetensors"},
+                                   {"linear-2", "models/linear-2.safetensors"},
+                                   {"gmflow-2", "models/gmflow-2.safetensors"}};
 
 int run_serve(ServeOptions& o, const GlobalOptions& g) {
 #ifndef ARCFLOW_HAVE_SERVER
@@ -42,6 +48,9 @@ int run_serve(ServeOptions& o, const GlobalOptions& g) {
   require_input_file("--teacher", c.teacher,
                      "the shipped one is models/teacher.safetensors; `arcflow train-teacher` makes one" + where);
   c.adapters.clear();
+  if (o.adapters.empty())
+    for (const auto& [name, path] : kShipped)
+      if (std::string(name) == "arcflow-2" || file_exists(path)) o.adapters.push_back(std::string(name) + "=" + path);
   for (const std::string& spec : o.adapters) {
     const AdapterSpec a = parse_adapter(spec);
     require_input_file("--adapter " + a.name, a.path,
@@ -106,8 +115,9 @@ Runner add_serve_command(CLI::App& app, GlobalOptions& g) {
   sub->add_option("--teacher", c.teacher, "Teacher weights (.safetensors; its \"model\" metadata picks the architecture)")->capture_default_str();
   sub->add_option("--adapter", o->adapters,
                   "Student as NAME=FILE (from `arcflow distill`); repeat for several. The page compares the first "
-                  "with the teacher")
-      ->capture_default_str();
+                  "with the teacher. Default: the shipped students of each policy that are present, "
+                  "arcflow-2=models/arcflow-2.safetensors, linear-2=models/linear-2.safetensors, "
+                  "gmflow-2=models/gmflow-2.safetensors");
   sub->add_option("--host", c.host, "Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
       ->capture_default_str();
   sub->add_option("--port", c.port, "TCP port (0: any free port, printed at start-up)")
