@@ -9,6 +9,9 @@
 
 #include "arcflow/distributed/process_group.h"
 
+// OpenBLAS's thread-count setter, when the process has OpenBLAS (a weak reference: null otherwise).
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
 namespace arcflow::cli {
 
 void add_global_options(CLI::App& app, GlobalOptions& g) {
@@ -22,6 +25,10 @@ torch::Device start_up(const GlobalOptions& g) {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = g.threads > 0 ? g.threads : (cores > 0 ? cores : 1);
   torch::set_num_threads(threads);
+  // OpenBLAS (pthreads build) keeps its own pool of one thread per core, which torch's setting does
+  // not reach: with -t 1 a matrix product still ran on two busy threads, and two single-thread runs
+  // side by side fought over the cores. Absent (null) when the BLAS is another library.
+  if (openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
   if (g.device == "cuda") {
     if (!torch::cuda::is_available())
       throw std::runtime_error("--device cuda: no CUDA device is available to this build of LibTorch");
