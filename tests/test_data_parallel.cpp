@@ -16,6 +16,7 @@
 #include "arcflow/core/momentum.h"
 #include "arcflow/training/distill.h"
 #include "arcflow/training/teacher.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 
@@ -219,12 +220,7 @@ TEST(DataParallel, BadOptionsAreRefusedByName) {
 TEST(DataParallel, TeacherRanksStayIdenticalAndUseEachOthersBatches) {
   if (!gloo_available()) GTEST_SKIP() << "built without Gloo";
   TeacherTrainConfig c;
-  c.model.image_size = 8;
-  c.model.patch = 4;
-  c.model.width = 16;
-  c.model.depth = 1;
-  c.model.heads = 2;
-  c.model.num_classes = 3;
+  c.model = test::tiny_dit();
   c.batch_size = 4;
   c.warmup_iters = 1;
   c.seed = 5;

@@ -11,7 +11,9 @@
 #include "arcflow/models/registry.h"
 #include "arcflow/models/weights.h"
 #include "arcflow/training/teacher.h"
+#include "teacher_test_util.h"
 #include "temp_dir.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 
@@ -184,12 +186,7 @@ TEST(FluxTeacherTraining, ResumeGivesTheSameLosses) {
   for (int i = 2; i < 4; ++i) EXPECT_EQ(c.step().loss, full[i]) << "step " << i + 1;
   // A DiT run's checkpoint is not a FLUX run's.
   TeacherTrainConfig dit;
-  dit.model.image_size = 8;
-  dit.model.patch = 4;
-  dit.model.width = 16;
-  dit.model.depth = 1;
-  dit.model.heads = 2;
-  dit.model.num_classes = 3;
+  dit.model = test::tiny_dit();
   TeacherTrainer d(dit, images.narrow(3, 0, 4).repeat({1, 1, 1, 2}), labels, torch::kCPU);
   EXPECT_THROW(d.restore(c.checkpoint(), "c.safetensors"), std::runtime_error);
 }
@@ -203,13 +200,8 @@ TEST(FluxTeacherTraining, LossFallsOnALearnableDataSet) {
   c.lr = 3e-3;
   c.warmup_iters = 5;
   TeacherTrainer a(c, images.contiguous(), labels, torch::kCPU);
-  double first = 0, last = 0;
-  for (int i = 0; i < 120; ++i) {
-    const double l = a.step().loss;
-    if (i < 10) first += l / 10;
-    if (i >= 110) last += l / 10;
-  }
-  EXPECT_LT(last, 0.5 * first) << first << " -> " << last;
+  const test::LossEnds l = test::train_loss_ends(a, 120);
+  EXPECT_LT(l.last, 0.5 * l.first) << l.first << " -> " << l.last;
 }
 
 TEST(FluxTeacherTraining, BadInputsAreRejected) {

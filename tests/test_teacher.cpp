@@ -8,7 +8,9 @@
 #include "arcflow/io/config.h"
 #include "arcflow/models/weights.h"
 #include "arcflow/training/teacher.h"
+#include "teacher_test_util.h"
 #include "temp_dir.h"
+#include "tiny_models.h"
 
 using namespace arcflow;
 
@@ -16,12 +18,7 @@ namespace {
 
 TeacherTrainConfig tiny() {
   TeacherTrainConfig c;
-  c.model.image_size = 8;
-  c.model.patch = 4;
-  c.model.width = 16;
-  c.model.depth = 1;
-  c.model.heads = 2;
-  c.model.num_classes = 3;
+  c.model = test::tiny_dit();
   c.batch_size = 4;
   c.warmup_iters = 2;
   c.lr = 1e-3;
@@ -115,13 +112,8 @@ TEST(TeacherTraining, LossFallsOnALearnableDataSet) {
   c.lr = 3e-3;
   c.warmup_iters = 5;
   TeacherTrainer a(c, images.contiguous(), labels, torch::kCPU);
-  double first = 0, last = 0;
-  for (int i = 0; i < 150; ++i) {
-    const double l = a.step().loss;
-    if (i < 10) first += l / 10;
-    if (i >= 140) last += l / 10;
-  }
-  EXPECT_LT(last, 0.5 * first) << first << " -> " << last;
+  const test::LossEnds l = test::train_loss_ends(a, 150);
+  EXPECT_LT(l.last, 0.5 * l.first) << l.first << " -> " << l.last;
 }
 
 TEST(TeacherTraining, BadInputsAreRejected) {
