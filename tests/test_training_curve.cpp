@@ -166,6 +166,28 @@ TEST(TrainingCurve, ScoresEachSnapshotOnTheTableNoise) {
   ASSERT_EQ(j["lin"]["points"].size(), 2u);
   EXPECT_EQ(j["lin"]["points"][1]["iteration"], 30);
   EXPECT_EQ(j["lin"]["run_dir"], run.path());
+  EXPECT_EQ(j["lin"]["n"], 20);
+
+  // samples = 8: the table's first 8 images only, as a table cut to them by hand gives.
+  BenchmarkTable cut = table;
+  cut.noise = table.noise.narrow(0, 0, 8);
+  cut.labels = table.labels.narrow(0, 0, 8);
+  cut.reference_samples = table.reference_samples.narrow(0, 0, 8);
+  const TrainingCurve part = run_training_curve(teacher.ptr(), "lin", run.path(), clf, reference, table, 7, 500,
+                                                nullptr, 8);
+  const TrainingCurve by_hand = run_training_curve(teacher.ptr(), "lin", run.path(), clf, reference, cut, 7, 500);
+  EXPECT_EQ(part.n, 8);
+  ASSERT_EQ(part.points.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_DOUBLE_EQ(part.points[i].endpoint_mse, by_hand.points[i].endpoint_mse);
+    EXPECT_DOUBLE_EQ(part.points[i].fid, by_hand.points[i].fid);
+  }
+  const double mse8 = (x.narrow(0, 0, 8).to(torch::kFloat64) - table.reference_samples.narrow(0, 0, 8).to(torch::kFloat64))
+                          .pow(2).mean().item<double>();
+  EXPECT_NEAR(part.points[1].endpoint_mse, mse8, 1e-6 * mse8);
+  for (int64_t bad : {int64_t{-1}, int64_t{1}, int64_t{21}})
+    EXPECT_THROW(run_training_curve(teacher.ptr(), "lin", run.path(), clf, reference, table, 7, 500, nullptr, bad),
+                 std::invalid_argument);
 }
 
 TEST(SvgPlot, LinesLegendAndEscaping) {

@@ -40,6 +40,7 @@ namespace arcflow::cli {
 namespace {
 
 constexpr const char* kFooter = "Global options -t/--threads and --device are described in `arcflow --help`.";
+constexpr int kExitStopped = 75;  // EX_TEMPFAIL: stopped early (Ctrl-C or --time-limit); run again to continue
 
 std::string parent_dir(const std::string& path) {
   const size_t slash = path.find_last_of('/');
@@ -108,6 +109,10 @@ struct EvalOptions {
   std::vector<std::string> adapters;  // NAME=PATH
   std::vector<int> student_nfe;       // empty: each adapter's distilled nfe
   std::vector<std::string> curves;    // NAME=RUN_DIR
+  int64_t curve_samples = 0;          // 0: all of the table's
+  int64_t profile_samples = 0;        // 0: no velocity profile
+  int profile_points = 8;
+  double time_limit_min = 0;          // 0: none
   BenchmarkOptions bench;
   bool quiet = false;
 };
@@ -287,6 +292,26 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
                                 "`arcflow distill --snapshot-every N`) scored on the table's noise (FID, endpoint_mse "
                                 "against the iteration; eval.json \"curves\" and a plot in index.html); repeat for "
                                 "several");
+  auto* csamples = sub->add_option("--curve-samples", o->curve_samples,
+                                   "Images per --curve point: the table's first N (e.g. 1000 of -n 5000); 0: all")
+                       ->capture_default_str();
+  auto* vprofile = sub->add_option("--velocity-profile", o->profile_samples,
+                                   "Per adapter: where in sigma its velocity departs from the guided teacher's, along "
+                                   "its own rollouts from the table's first N noises (--profile-points levels per "
+                                   "step; eval.json \"velocity_profiles\" and a plot in index.html); 0: none")
+                       ->capture_default_str();
+  auto* ppoints = sub->add_option("--profile-points", o->profile_points, "Noise levels per student step in the profile")
+                      ->capture_default_str();
+  auto* cache = sub->add_option("--cache", b.cache_dir,
+                                "Keep each teacher row's samples in this folder (DIR/ROW.safetensors, written after "
+                                "every batch) and reuse them: an eval stopped by Ctrl-C or --time-limit continues "
+                                "where it stopped when run again, and a repeated eval skips the teacher rows it has. "
+                                "A file made with other settings or another teacher is made again (a note says so)");
+  auto* tlimit = sub->add_option("--time-limit", o->time_limit_min,
+                                 "Stop after this many minutes (0: none), like Ctrl-C: exit status 75, and with "
+                                 "--cache the teacher rows made so far are kept for the next run")
+                     ->check(CLI::NonNegativeNumber)
+                     ->capture_default_str();
   auto* gbatch = sub->add_option("--gen-batch", b.max_batch, "Images per model call while generating")
                      ->check(CLI::PositiveNumber)
                      ->capture_default_str();
@@ -295,8 +320,9 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
                    ->capture_default_str();
   auto* quiet = sub->add_flag("-q,--quiet", o->quiet, "No progress bars");
   sub->footer(kFooter);
-  const std::vector<CLI::Option*> table_only = {adapter, snfe, n,     seed, tsteps,  rsteps, cfg,
-                                                shift,   rshifts, curve, gbatch, grid, quiet};
+  const std::vector<CLI::Option*> table_only = {adapter, snfe,  n,     seed,     tsteps, rsteps, cfg,    shift,
+                                                rshifts, curve, csamples, cache, tlimit, gbatch, grid, quiet,
+                                                vprofile, ppoints};
   return [o, &g, table_only] {
     if (!o->samples.empty() && !o->teacher.empty())
       throw std::invalid_argument("eval: give --samples FILE (score a sample file) or --teacher FILE (the comparison "
@@ -314,11 +340,21 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
       for (const std::string& c : o->curves)
         r.curves.push_back(parse_named(c, "--curve", "NAME=RUN_DIR, e.g. arcflow-2=runs/arcflow-2"));
       r.student_nfe = o->student_nfe;
+      r.curve_samples = o->curve_samples;
+      r.profile_samples = o->profile_samples;
+      r.profile_points = o->profile_points;
       r.bench = o->bench;
+      r.bench.time_limit_s = o->time_limit_min * 60.0;
       r.bench.classifier_batch = o->batch;
       r.quiet = o->quiet;
       validate(r);  // before start-up, so a bad flag fails at once
-      run_table(r, start_up(g));
+      try {
+        run_table(r, start_up(g));
+      } catch (const BenchmarkStopped& e) {
+        std::fprintf(stderr, "arcflow: %s%s\n", e.what(),
+                     r.bench.cache_dir.empty() ? "" : "; run the same command again to continue");
+        return kExitStopped;
+      }
       return 0;
     }
     for (const CLI::Option* opt : table_only)

@@ -62,7 +62,9 @@ std::string curves_html(const std::vector<TrainingCurve>& curves, const Benchmar
   std::string h = "<h2>Training curves</h2>\n<p>Every EMA snapshot of each run (<code>arcflow distill "
                   "--snapshot-every N</code>, RUN_DIR/snapshots) sampled at its distilled step count from the "
                   "table's noise and labels (" +
-                  std::to_string(table.n) +
+                  (curves.front().n > 0 && curves.front().n < table.n
+                       ? "its first " + std::to_string(curves.front().n) + " of " + std::to_string(table.n)
+                       : std::to_string(table.n)) +
                   " samples): FID against the test set's classifier features, and endpoint MSE, the end point's "
                   "per-pixel MSE to the reference row's result from the same noise.</p>\n<div>\n";
   h += svg_line_plot("FID vs iteration", "iteration", "FID", fid);
@@ -74,6 +76,38 @@ std::string curves_html(const std::vector<TrainingCurve>& curves, const Benchmar
       h += "<tr><td class=\"l\">" + svg_escape(c.name) + "</td><td class=\"l\">" + svg_escape(c.run_dir) + "</td><td>" +
            std::to_string(p.iteration) + "</td><td>" + fmt("%.3f", p.fid) + "</td><td>" +
            fmt("%.5f", p.endpoint_mse) + "</td></tr>\n";
+  return h + "</table>\n";
+}
+
+std::string velocity_profiles_html(const std::vector<VelocityProfile>& profiles) {
+  if (profiles.empty()) return "";
+  std::vector<SvgSeries> abs_err, rel_err;
+  for (const VelocityProfile& p : profiles) {
+    SvgSeries a{p.name, {}, {}}, r = a;
+    for (const VelocityProfilePoint& q : p.points) {
+      a.x.push_back(q.sigma);
+      a.y.push_back(q.mse);
+      r.x.push_back(q.sigma);
+      r.y.push_back(q.teacher_ms > 0 ? q.mse / q.teacher_ms : NAN);
+    }
+    abs_err.push_back(std::move(a));
+    rel_err.push_back(std::move(r));
+  }
+  std::string h = "<h2>Where the students' velocities depart from the teacher's</h2>\n<p>Along each student's own "
+                  "rollout (the table's first " + std::to_string(profiles.front().n) +
+                  " noises), at evenly spaced noise levels inside every step: the per-pixel mean squared difference "
+                  "between the policy's velocity at the state its closed form reaches there and the guided teacher's "
+                  "velocity at that state (at the guidance the student was distilled with), and the same relative to "
+                  "the teacher velocity's mean square. Sampling runs from sigma 1 (right) to 0 (left).</p>\n<div>\n";
+  h += svg_line_plot("velocity MSE vs sigma", "sigma", "MSE", abs_err);
+  h += svg_line_plot("relative velocity MSE vs sigma", "sigma", "MSE / mean square", rel_err);
+  h += "</div>\n<table>\n<tr><th class=\"l\">student</th><th>step</th><th>sigma</th><th>velocity MSE</th>"
+       "<th>teacher mean square</th></tr>\n";
+  for (const VelocityProfile& p : profiles)
+    for (const VelocityProfilePoint& q : p.points)
+      h += "<tr><td class=\"l\">" + svg_escape(p.name) + "</td><td>" + std::to_string(q.step + 1) + "</td><td>" +
+           fmt("%.4f", q.sigma) + "</td><td>" + fmt("%.5f", q.mse) + "</td><td>" + fmt("%.4f", q.teacher_ms) +
+           "</td></tr>\n";
   return h + "</table>\n";
 }
 

@@ -12,6 +12,7 @@
 #include "arcflow/evaluation/benchmark_table.h"
 #include "arcflow/evaluation/mixture_stats.h"
 #include "arcflow/evaluation/training_curve.h"
+#include "arcflow/evaluation/velocity_profile.h"
 
 namespace arcflow::cli {
 
@@ -31,5 +32,7 @@ nlohmann::json learnt_json(const std::vector<LearntReport>& learnt);
 // students learnt" (empty without adapters).
 std::string curves_html(const std::vector<TrainingCurve>& curves, const BenchmarkTable& table);
 std::string learnt_html(const std::vector<LearntReport>& learnt);
+// The velocity-error profiles (evaluation/velocity_profile.h) as two SVG panels and a table.
+std::string velocity_profiles_html(const std::vector<VelocityProfile>& profiles);
 
 }  // namespace arcflow::cli

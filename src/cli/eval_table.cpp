@@ -18,6 +18,7 @@
 #include "arcflow/models/student.h"
 #include "arcflow/models/lora.h"
 #include "arcflow/sampling/student_sampling.h"
+#include "arcflow/util/interrupt.h"
 #include "arcflow/util/progress.h"
 #include "common.h"
 #include "eval_report.h"
@@ -92,12 +93,23 @@ void validate(const TableRequest& o) {
   if (!(o.bench.teacher_shift > 0) || !std::isfinite(o.bench.teacher_shift))
     throw std::invalid_argument("--shift must be > 0, got " + std::to_string(o.bench.teacher_shift));
   if (!std::isfinite(o.bench.cfg_scale)) throw std::invalid_argument("--cfg-scale must be finite");
+  if (o.curve_samples < 0 || o.curve_samples == 1 || o.curve_samples > o.bench.n)
+    throw std::invalid_argument("--curve-samples must be 0 (all) or between 2 and -n (" + std::to_string(o.bench.n) +
+                                "), got " + std::to_string(o.curve_samples));
+  if (!(o.bench.time_limit_s >= 0) || !std::isfinite(o.bench.time_limit_s))
+    throw std::invalid_argument("--time-limit must be >= 0 minutes");
+  if (o.profile_samples < 0 || o.profile_samples > o.bench.n)
+    throw std::invalid_argument("--velocity-profile must be between 0 (none) and -n (" + std::to_string(o.bench.n) +
+                                "), got " + std::to_string(o.profile_samples));
+  if (o.profile_points < 1) throw std::invalid_argument("--profile-points must be >= 1");
 }
 
 TableRun run_table(const TableRequest& o, torch::Device device) {
   validate(o);
   const std::string& dir = o.output_dir;
   io::make_output_dir(dir);
+  if (!o.bench.cache_dir.empty()) io::make_output_dir(o.bench.cache_dir);
+  install_interrupt_handler();  // Ctrl-C: stop at the next sampler step (cached rows kept)
   const auto t0 = std::chrono::steady_clock::now();
 
   NetworkPtr teacher = load_network(o.teacher, device);
@@ -108,6 +120,13 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
   Classifier clf = load_classifier(o.classifier, device, &clf_meta);
   nlohmann::json adapters = nlohmann::json::object();
   std::vector<BenchmarkStudent> students;
+  struct Profiled {
+    std::string name;
+    LoRAStudent student;
+    StudentSampling sampling;
+    double guidance;
+  };
+  std::vector<Profiled> profiled;  // each adapter at its distilled sampling, for --velocity-profile
   std::vector<LearntReport> learnt;  // one per adapter, watching the row at its distilled nfe
   learnt.reserve(o.adapters.size());  // the observers point into it
   for (const AdapterSpec& a : o.adapters) {
@@ -137,6 +156,9 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
                            {"shift", so.shift}, {"timestep_ratio", so.timestep_ratio}, {"rows", rows}};
     for (const char* key : {"iteration", "policy", "guidance"})
       if (meta.count(key)) info[key] = meta.at(key);
+    so.nfe = distilled;
+    const auto g = meta.find("guidance");
+    profiled.push_back({a.name, st, so, g != meta.end() ? std::stod(g->second) : o.bench.cfg_scale});
     adapters[a.name] = info;
   }
 
@@ -169,14 +191,34 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
     curves.push_back(run_training_curve(teacher, c.name, c.path, clf, ref_stats, table, bo.max_batch,
                                         bo.classifier_batch, [&](const std::string&, size_t i, size_t) {
                                           if (cbar) cbar->update(static_cast<int64_t>(i));
-                                        }));
+                                        },
+                                        o.curve_samples));
     if (cbar) cbar->finish();
   }
+  // Velocity profiles on the table's first noises.
+  std::vector<VelocityProfile> profiles;
+  if (o.profile_samples > 0)
+    for (Profiled& p : profiled) {
+      if (!o.quiet) std::fprintf(stderr, "velocity profile %s (%lld samples)\n", p.name.c_str(),
+                                 static_cast<long long>(o.profile_samples));
+      GuidedTeacher guided(teacher, p.guidance);
+      profiles.push_back(velocity_profile(*p.student, guided, table.noise.narrow(0, 0, o.profile_samples),
+                                          Condition::labels(table.labels.narrow(0, 0, o.profile_samples)),
+                                          p.sampling, o.profile_points));
+      profiles.back().name = p.name;
+      profiles.back().guidance = p.guidance;
+    }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::printf("%s", format_benchmark_table(table).c_str());
+  for (const VelocityProfile& p : profiles) {
+    std::printf("velocity profile %s (MSE to the teacher, guidance %g):", p.name.c_str(), p.guidance);
+    for (const VelocityProfilePoint& q : p.points) std::printf("  %.3f: %.4f", q.sigma, q.mse);
+    std::printf("\n");
+  }
   for (const TrainingCurve& c : curves) {
-    std::printf("curve %s (%s, %d NFE):", c.name.c_str(), c.run_dir.c_str(), c.nfe);
+    std::printf("curve %s (%s, %d NFE, %lld images):", c.name.c_str(), c.run_dir.c_str(), c.nfe,
+                static_cast<long long>(c.n));
     for (const CurvePoint& p : c.points)
       std::printf("  %lld: fid %.3f endpoint_mse %.5f", static_cast<long long>(p.iteration), p.fid, p.endpoint_mse);
     std::printf("\n");
@@ -206,9 +248,12 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
     info["classifier_test_accuracy"] = it->second;
   nlohmann::json extra = {{"learnt", learnt_json(learnt)}};
   if (!curves.empty()) extra["curves"] = curves_json(curves);
-  write_benchmark_report(table, dir, info, 10, extra, curves_html(curves, table) + learnt_html(learnt));
+  if (!profiles.empty()) extra["velocity_profiles"] = velocity_profiles_json(profiles);
+  write_benchmark_report(table, dir, info, 10, extra,
+                         curves_html(curves, table) + velocity_profiles_html(profiles) + learnt_html(learnt));
   std::printf("wrote %s/eval.json, %s/index.html and %zu image grids (%s)\n", dir.c_str(), dir.c_str(),
               table.rows.size(), format_duration(seconds).c_str());
-  return {table, ref, info, extra.value("curves", nlohmann::json::object()), extra["learnt"], seconds};
+  return {table, ref, info, extra.value("curves", nlohmann::json::object()), extra["learnt"],
+          extra.value("velocity_profiles", nlohmann::json::object()), seconds};
 }
 }  // namespace arcflow::cli

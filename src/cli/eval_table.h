@@ -34,6 +34,9 @@ struct TableRequest {
   std::vector<AdapterSpec> adapters;
   std::vector<int> student_nfe;  // empty: each adapter's distilled nfe
   std::vector<AdapterSpec> curves;  // NAME=RUN_DIR: training curves from RUN_DIR/snapshots
+  int64_t curve_samples = 0;        // images per curve point: the table's first ones (0: all)
+  int64_t profile_samples = 0;      // velocity profile of each adapter on the table's first ones (0: none)
+  int profile_points = 8;           // noise levels per student step in the profile
   BenchmarkOptions bench;        // bench.classifier_batch is the classifier's batch size
   bool quiet = false;            // no progress bars
 };
@@ -46,7 +49,7 @@ struct TableRun {
   BenchmarkTable table;
   ImageMetrics reference;  // the real test images' own metrics
   nlohmann::json info;     // what eval.json holds besides the rows (and "curves", "learnt")
-  nlohmann::json curves, learnt;
+  nlohmann::json curves, learnt, velocity_profiles;
   double seconds = 0;
 };
 
@@ -54,6 +57,8 @@ struct TableRun {
 // into r.output_dir (created if needed). eval.json also gets "learnt" (per adapter: histograms of
 // the mixture weights and momentum rates its row's policies emitted, evaluation/mixture_stats.h)
 // and, with r.curves, "curves" (evaluation/training_curve.h); index.html shows both as SVG.
+// Stops early with BenchmarkStopped on Ctrl-C or past r.bench.time_limit_s (teacher rows made so far
+// stay in r.bench.cache_dir, if set, for the next run).
 TableRun run_table(const TableRequest& r, torch::Device device);
 
 }  // namespace arcflow::cli

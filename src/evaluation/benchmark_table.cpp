@@ -12,9 +12,11 @@
 #include <stdexcept>
 
 #include "arcflow/evaluation/image_metrics.h"
+#include "arcflow/evaluation/sample_cache.h"
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/png.h"
 #include "arcflow/sampling/generate.h"
+#include "arcflow/util/interrupt.h"
 
 namespace arcflow {
 
@@ -31,6 +33,8 @@ struct Method {
   std::string name, description;
   int nfe = 0;
   int64_t total = 0;  // progress steps over the whole run
+  int64_t batch = 0;  // teacher rows: images per model call (a cached row is saved after each); 0: students
+  int steps = 0;      // sampler steps per batch (teacher rows)
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const SamplerCallback&)> run;
 };
 
@@ -44,6 +48,8 @@ Method teacher_method(const NetworkPtr& teacher, const std::string& name, const 
   if (s.sampler == "dpmpp_2m" && s.steps <= 2)  // its first and final steps are first order
     m.description += " (first-order steps only at this count: the same images as Euler)";
   m.total = ((n + s.max_batch - 1) / s.max_batch) * s.steps;
+  m.batch = s.max_batch;
+  m.steps = s.steps;
   m.run = [teacher, s](const torch::Tensor& noise, const torch::Tensor& labels, const SamplerCallback& cb) {
     return sample_teacher(teacher, noise, Condition::labels(labels), s, cb);
   };
@@ -127,6 +133,8 @@ void BenchmarkOptions::validate() const {
   if (max_batch < 1) throw std::invalid_argument("benchmark: max_batch must be >= 1");
   if (classifier_batch < 1) throw std::invalid_argument("benchmark: classifier_batch must be >= 1");
   if (preview < 0) throw std::invalid_argument("benchmark: preview must be >= 0");
+  if (!(time_limit_s >= 0) || !std::isfinite(time_limit_s))
+    throw std::invalid_argument("benchmark: time_limit_s must be >= 0, got " + num(time_limit_s));
 }
 
 BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
@@ -176,17 +184,61 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
   const torch::Tensor noise = make_noise(opt.n, teacher->sample_shape(), opt.seed);
   table.noise = noise;
 
+  const auto started = std::chrono::steady_clock::now();
+  const auto check_stop = [&](const std::string& row) {
+    const bool late = opt.time_limit_s > 0 &&
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > opt.time_limit_s;
+    if (interrupted() || late)
+      throw BenchmarkStopped(std::string("benchmark stopped (") + (late ? "time limit" : "interrupted") + ") in row " +
+                             row + (opt.cache_dir.empty() ? "" : "; the teacher rows made so far are in " + opt.cache_dir));
+  };
+  const std::string teacher_digest = opt.cache_dir.empty() ? "" : parameter_digest(teacher->module());
+
   torch::Tensor ref_samples;  // the reference teacher's raw outputs, float64
   FeatureStats ref_teacher;
   for (size_t i = 0; i < methods.size(); ++i) {
     const Method& m = methods[i];
+    check_stop(m.name);
     if (progress) progress(m.name, 0, m.total);
-    const SamplerCallback cb = [&](const StepInfo& info) {
-      if (progress) progress(m.name, info.step + 1, m.total);
-    };
-    const auto t0 = std::chrono::steady_clock::now();
-    const torch::Tensor samples = m.run(noise, table.labels, cb).to(torch::kCPU, torch::kFloat32);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    torch::Tensor samples;
+    double seconds = 0;
+    if (m.batch == 0) {  // a student: one call
+      const SamplerCallback cb = [&](const StepInfo& info) {
+        check_stop(m.name);
+        if (progress) progress(m.name, info.step + 1, m.total);
+      };
+      const auto t0 = std::chrono::steady_clock::now();
+      samples = m.run(noise, table.labels, cb).to(torch::kCPU, torch::kFloat32);
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } else {  // a teacher row: batch by batch, each kept in the row's cache
+      const nlohmann::json key = {{"row", m.name},       {"description", m.description},
+                                  {"n", opt.n},          {"seed", std::to_string(opt.seed)},
+                                  {"shape", noise.sizes().vec()}, {"batch", m.batch},
+                                  {"teacher", teacher_digest}};
+      std::string note;
+      RowCache cache = open_row_cache(opt.cache_dir.empty() ? "" : opt.cache_dir + "/" + m.name + ".safetensors", key,
+                                      noise.sizes().vec(), &note);
+      if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
+      if (cache.done < opt.n) cache.done -= cache.done % m.batch;  // continue at a batch boundary
+      for (int64_t start = cache.done; start < opt.n; start += m.batch) {
+        const int64_t len = std::min(m.batch, opt.n - start), b = start / m.batch;
+        if (progress && b > 0) progress(m.name, b * m.steps, m.total);
+        const SamplerCallback cb = [&](const StepInfo& info) {
+          check_stop(m.name);
+          if (progress && (b * m.steps + info.step + 1) < m.total) progress(m.name, b * m.steps + info.step + 1, m.total);
+        };
+        const auto t0 = std::chrono::steady_clock::now();
+        const torch::Tensor x =
+            m.run(noise.narrow(0, start, len), table.labels.narrow(0, start, len), cb).to(torch::kCPU, torch::kFloat32);
+        cache.samples.narrow(0, start, len).copy_(x);
+        cache.done = start + len;
+        cache.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        save_row_cache(cache);
+      }
+      if (progress) progress(m.name, m.total, m.total);
+      samples = cache.samples;
+      seconds = cache.seconds;
+    }
 
     const ClassifierOutputs out = classify_images(clf, samples, opt.classifier_batch);
     const ImageMetrics im = image_metrics(out, table.labels, reference);

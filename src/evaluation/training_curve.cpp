@@ -49,14 +49,22 @@ std::vector<Snapshot> find_snapshots(const std::string& run_dir) {
 
 TrainingCurve run_training_curve(const NetworkPtr& teacher, const std::string& name, const std::string& run_dir,
                                  Classifier& clf, const FeatureStats& reference, const BenchmarkTable& table,
-                                 int64_t max_batch, int64_t classifier_batch, const CurveProgress& progress) {
+                                 int64_t max_batch, int64_t classifier_batch, const CurveProgress& progress,
+                                 int64_t samples) {
   if (!table.noise.defined() || !table.labels.defined() || !table.reference_samples.defined())
     throw std::invalid_argument("training curve: the table has no noise, labels or reference samples");
+  const int64_t total = table.noise.size(0);
+  if (samples < 0 || samples == 1 || samples > total)
+    throw std::invalid_argument("training curve: samples must be 0 (all) or 2.." + std::to_string(total) +
+                                " (the table's), got " + std::to_string(samples));
+  const int64_t n = samples == 0 ? total : samples;  // the table's first n images
+  const torch::Tensor noise = table.noise.narrow(0, 0, n), labels = table.labels.narrow(0, 0, n);
   const std::vector<Snapshot> snaps = find_snapshots(run_dir);
   TrainingCurve curve;
   curve.name = name;
   curve.run_dir = run_dir;
-  const torch::Tensor ref = table.reference_samples.to(torch::kFloat64);
+  curve.n = n;
+  const torch::Tensor ref = table.reference_samples.narrow(0, 0, n).to(torch::kFloat64);
   for (size_t i = 0; i < snaps.size(); ++i) {
     if (progress) progress(name, i, snaps.size());
     io::Metadata meta;
@@ -67,9 +75,9 @@ TrainingCurve run_training_curve(const NetworkPtr& teacher, const std::string& n
     so.max_batch = max_batch;
     curve.nfe = so.nfe;
     const torch::Tensor x =
-        sample_student(*st, table.noise, Condition::labels(table.labels), so).to(torch::kCPU, torch::kFloat32);
+        sample_student(*st, noise, Condition::labels(labels), so).to(torch::kCPU, torch::kFloat32);
     const ClassifierOutputs out = classify_images(clf, x, classifier_batch);
-    const ImageMetrics im = image_metrics(out, table.labels, reference);
+    const ImageMetrics im = image_metrics(out, labels, reference);
     curve.points.push_back({snaps[i].iteration, im.fid, (x.to(torch::kFloat64) - ref).pow(2).mean().item<double>()});
   }
   return curve;
@@ -82,7 +90,7 @@ nlohmann::json curves_json(const std::vector<TrainingCurve>& curves) {
     nlohmann::json pts = nlohmann::json::array();
     for (const CurvePoint& p : c.points)
       pts.push_back({{"iteration", p.iteration}, {"fid", number(p.fid)}, {"endpoint_mse", number(p.endpoint_mse)}});
-    j[c.name] = {{"run_dir", c.run_dir}, {"nfe", c.nfe}, {"points", pts}};
+    j[c.name] = {{"run_dir", c.run_dir}, {"nfe", c.nfe}, {"n", c.n}, {"points", pts}};
   }
   return j;
 }

@@ -27,7 +27,8 @@
 //   endpoint_mse    the end point's per-pixel MSE to the reference teacher's result from the same
 //                   noise: mean over samples and pixels of (x - x_ref)^2, raw unclamped outputs
 //                   (0 for the reference itself). Reports before it was renamed call it traj_mse.
-//   ms_per_image    wall time of the generation alone (no metrics) / n, in milliseconds
+//   ms_per_image    wall time of the generation alone (no metrics) / n, in milliseconds (a row taken
+//                   from the cache: the time it took when it was made, summed over the runs that made it)
 // The reference teacher is generated once; its outputs serve every other row.
 #pragma once
 
@@ -36,6 +37,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -68,11 +70,24 @@ struct BenchmarkOptions {
   int64_t max_batch = 256;         // teacher samples per model call (students use their own)
   int64_t classifier_batch = 500;
   int64_t preview = 20;            // how many of the first samples each row keeps (for image grids)
+  // Teacher rows kept on disk batch by batch (evaluation/sample_cache.h), one file per row:
+  // cache_dir/<row>.safetensors. Empty: none. Rows already there with the same key are reused.
+  std::string cache_dir;
+  // Stop (throw BenchmarkStopped) once this many seconds have passed (0: no limit), and on
+  // interrupted() (util/interrupt.h); checked at every sampler step.
+  double time_limit_s = 0;
 
   // Throws std::invalid_argument naming the field: n < 2, non-finite cfg_scale, teacher_shift <= 0,
   // reference_steps < 1, a teacher_steps entry < 1, a reference_shifts entry <= 0 or non-finite,
   // batch sizes < 1, preview < 0.
   void validate() const;
+};
+
+// Thrown by run_benchmark when it stops early (interrupted or over its time limit). The teacher rows
+// made so far are in the cache (if any), so the same call continues from there.
+class BenchmarkStopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 struct BenchmarkRow {

@@ -36,6 +36,7 @@ struct CurvePoint {
 
 struct TrainingCurve {
   std::string name, run_dir;
+  int64_t n = 0;  // images scored per snapshot
   int nfe = 0;  // the student steps of the last snapshot (each snapshot samples at its distilled nfe)
   std::vector<CurvePoint> points;  // by iteration
 };
@@ -45,11 +46,13 @@ using CurveProgress = std::function<void(const std::string& name, size_t index, 
 
 // Scores every snapshot of `run_dir` (find_snapshots) on table.noise and table.labels: each loaded
 // on `teacher`, LoRA fused, sampled with the schedule it was distilled for (max_batch images per
-// call). `table` must come from run_benchmark (noise, labels, reference_samples set).
+// call). `table` must come from run_benchmark (noise, labels, reference_samples set). `samples` > 0
+// scores only the table's first `samples` images (e.g. 1,000 of a 5,000-image table; labels cycle
+// through the classes, so every prefix is balanced); 0 scores all.
 TrainingCurve run_training_curve(const NetworkPtr& teacher, const std::string& name, const std::string& run_dir,
                                  Classifier& clf, const FeatureStats& reference, const BenchmarkTable& table,
                                  int64_t max_batch, int64_t classifier_batch,
-                                 const CurveProgress& progress = nullptr);
+                                 const CurveProgress& progress = nullptr, int64_t samples = 0);
 
 // {"NAME": {"run_dir", "nfe", "points": [{"iteration", "fid", "endpoint_mse"}, ...]}, ...};
 // non-finite numbers as null.
