@@ -1,42 +1,6 @@
 #!/bin/bash
-# Issue "The paper's claim at the reference's settings": distil linear-2, gmflow-2 and arcflow-2 at shift 3.2
-# from configs/shift3.2/*.toml, in stages of 400 iterations taken in turn (stage-major, so the three runs stay
-# level and every stage's EMA adapter is kept as runs/shift3.2/NAME/snapshots/adapter-ITER.safetensors for the
-# training curve). Resumable: rerun it and it continues from each run's checkpoint.
-# Usage: scripts/shift32-distill.sh [MINUTES] [THREADS]   (stops cleanly, checkpoints written, after MINUTES)
-# Two copies can share a machine (e.g. one thread each on 2 cores): a run being trained by one copy is locked
-# (RUN/.lock) and the other copy goes on with the next run. NAMES="arcflow-2 linear-2" sets the runs and order.
-set -u
-cd "$(dirname "$0")/.."
-MINUTES=${1:-100000}
-THREADS=${2:-1}
-A=${ARCFLOW:-build/arcflow}
-END=$(( $(date +%s) + ${MINUTES%.*} * 60 ))
-prev=""
-for stage in 400 800 1200 1600 2000; do
-  for name in ${NAMES:-linear-2 gmflow-2 arcflow-2}; do
-    run=runs/shift3.2/$name
-    snap=$run/snapshots/adapter-$(printf %06d $stage).safetensors
-    [ -f "$snap" ] && continue
-    if [ -n "$prev" ] && [ ! -f "$run/snapshots/adapter-$(printf %06d $prev).safetensors" ]; then
-      echo "$name: no snapshot of iteration $prev yet (the other copy has it): skipping stage $stage"; continue
-    fi
-    left=$(( (END - $(date +%s)) / 60 ))
-    if [ "$left" -lt 2 ]; then echo "time is up before $name stage $stage"; exit 0; fi
-    resume=""; [ -f "$run/checkpoint.safetensors" ] && resume=--resume
-    echo "== $name to iteration $stage ($left min left) $(date -u +%H:%M:%S)"
-    flock -n -E 200 "$run/.lock" "$A" -t "$THREADS" distill --config "configs/shift3.2/$name.toml" -o "$run" \
-      --iters "$stage" $resume --time-limit "$left" -q
-    rc=$?
-    if [ $rc -eq 200 ]; then echo "$name is being trained by another copy: next run"; continue; fi
-    if [ $rc -ne 0 ]; then echo "$name stopped (exit $rc) before iteration $stage"; exit $rc; fi
-    it=$(python3 -c "import json,sys; print([json.loads(l) for l in open('$run/train.jsonl')][-1].get('iteration',-1))")
-    if [ "$it" = "$stage" ]; then
-      mkdir -p "$run/snapshots"; cp "$run/adapter.safetensors" "$snap.tmp" && mv "$snap.tmp" "$snap"
-    else
-      echo "$name at iteration $it, not $stage: stopping (time limit)"; exit 0
-    fi
-  done
-  prev=$stage
-done
-echo "all runs at 2000 iterations"
+# Issue "The paper's claim at the reference's settings": linear-2, gmflow-2 and arcflow-2 distilled at shift
+# 3.2 from configs/shift3.2/*.toml into runs/shift3.2/ (2,000 iterations each, snapshots every 400).
+# Usage: [NAMES="arcflow-2 linear-2"] scripts/shift32-distill.sh [MINUTES] [THREADS]   (see distill-stages.sh)
+cd "$(dirname "$0")/.." || exit 1
+CONFIGS=configs/shift3.2 RUNS=runs/shift3.2 exec scripts/distill-stages.sh "$@"
