@@ -17,44 +17,12 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/png.h"
 #include "arcflow/sampling/generate.h"
+#include "eval_test_util.h"
 #include "temp_dir.h"
 
 using namespace arcflow;
 
 namespace {
-
-DiTConfig tiny_dit() {
-  DiTConfig c;
-  c.in_channels = 1;
-  c.image_size = 28;
-  c.patch = 14;
-  c.width = 16;
-  c.depth = 1;
-  c.heads = 2;
-  c.num_classes = 10;
-  return c;
-}
-
-// Every parameter random (a fresh DiT outputs exactly 0 because of adaLN-Zero).
-DiT random_teacher() {
-  torch::manual_seed(0);
-  DiT t(tiny_dit());
-  torch::NoGradGuard g;
-  for (auto& p : t->parameters()) p.normal_(0.0, 0.2);
-  t->eval();
-  return t;
-}
-
-Classifier tiny_classifier() {
-  torch::manual_seed(1);
-  ClassifierConfig c;
-  c.channels = {4, 8};
-  c.feature_dim = 8;
-  c.num_classes = 10;
-  Classifier m(c);
-  m->eval();
-  return m;
-}
 
 LoRAStudent make_student(DiT& teacher, int64_t K) {
   torch::manual_seed(2);
@@ -68,13 +36,9 @@ LoRAStudent make_student(DiT& teacher, int64_t K) {
 }
 
 struct Fixture {
-  DiT teacher = random_teacher();
-  Classifier clf = tiny_classifier();
-  FeatureStats reference;
-  Fixture() {
-    torch::manual_seed(3);
-    reference = feature_stats(classify_images(clf, torch::rand({40, 1, 28, 28}) * 2 - 1).features);
-  }
+  DiT teacher = test::random_eval_teacher();
+  Classifier clf = test::tiny_classifier();
+  FeatureStats reference = test::random_reference_stats(clf);
 };
 
 template <class F>

@@ -17,43 +17,12 @@
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/dit.h"
 #include "arcflow/util/interrupt.h"
+#include "eval_test_util.h"
 #include "temp_dir.h"
 
 using namespace arcflow;
 
 namespace {
-
-DiTConfig tiny_dit() {
-  DiTConfig c;
-  c.in_channels = 1;
-  c.image_size = 28;
-  c.patch = 14;
-  c.width = 16;
-  c.depth = 1;
-  c.heads = 2;
-  c.num_classes = 10;
-  return c;
-}
-
-DiT random_teacher(uint64_t seed) {
-  torch::manual_seed(seed);
-  DiT t(tiny_dit());
-  torch::NoGradGuard g;
-  for (auto& p : t->parameters()) p.normal_(0.0, 0.2);
-  t->eval();
-  return t;
-}
-
-Classifier tiny_classifier() {
-  torch::manual_seed(1);
-  ClassifierConfig c;
-  c.channels = {4, 8};
-  c.feature_dim = 8;
-  c.num_classes = 10;
-  Classifier m(c);
-  m->eval();
-  return m;
-}
 
 BenchmarkOptions small_options(const std::string& cache_dir) {
   BenchmarkOptions o;
@@ -87,10 +56,9 @@ std::map<std::string, std::string> cache_meta(const std::string& path) {
 }  // namespace
 
 TEST(SampleCache, StoppedRunContinuesAndEqualsAnUncachedRun) {
-  DiT teacher = random_teacher(0);
-  Classifier clf = tiny_classifier();
-  torch::manual_seed(3);
-  const FeatureStats reference = feature_stats(classify_images(clf, torch::rand({40, 1, 28, 28}) * 2 - 1).features);
+  DiT teacher = test::random_eval_teacher(0);
+  Classifier clf = test::tiny_classifier();
+  const FeatureStats reference = test::random_reference_stats(clf);
   std::vector<BenchmarkStudent> none;
   const BenchmarkTable plain = run_benchmark(teacher.ptr(), none, clf, reference, small_options(""));
 
@@ -136,10 +104,9 @@ TEST(SampleCache, StoppedRunContinuesAndEqualsAnUncachedRun) {
 }
 
 TEST(SampleCache, OtherSettingsOrTeacherOrDamageMakeTheRowAgain) {
-  DiT teacher = random_teacher(0), other = random_teacher(9);
-  Classifier clf = tiny_classifier();
-  torch::manual_seed(3);
-  const FeatureStats reference = feature_stats(classify_images(clf, torch::rand({40, 1, 28, 28}) * 2 - 1).features);
+  DiT teacher = test::random_eval_teacher(0), other = test::random_eval_teacher(9);
+  Classifier clf = test::tiny_classifier();
+  const FeatureStats reference = test::random_reference_stats(clf);
   std::vector<BenchmarkStudent> none;
   test::TempDir dir;
   BenchmarkOptions opt = small_options(dir.path());
@@ -178,10 +145,9 @@ TEST(SampleCache, OtherSettingsOrTeacherOrDamageMakeTheRowAgain) {
 }
 
 TEST(SampleCache, TimeLimitStopsTheTable) {
-  DiT teacher = random_teacher(0);
-  Classifier clf = tiny_classifier();
-  torch::manual_seed(3);
-  const FeatureStats reference = feature_stats(classify_images(clf, torch::rand({40, 1, 28, 28}) * 2 - 1).features);
+  DiT teacher = test::random_eval_teacher(0);
+  Classifier clf = test::tiny_classifier();
+  const FeatureStats reference = test::random_reference_stats(clf);
   std::vector<BenchmarkStudent> none;
   BenchmarkOptions opt = small_options("");
   opt.time_limit_s = 1e-9;
@@ -196,7 +162,7 @@ TEST(SampleCache, TimeLimitStopsTheTable) {
 }
 
 TEST(SampleCache, DigestFollowsTheWeights) {
-  DiT a = random_teacher(0), b = random_teacher(0), c = random_teacher(1);
+  DiT a = test::random_eval_teacher(0), b = test::random_eval_teacher(0), c = test::random_eval_teacher(1);
   EXPECT_EQ(parameter_digest(*a), parameter_digest(*b));
   EXPECT_NE(parameter_digest(*a), parameter_digest(*c));
   EXPECT_EQ(parameter_digest(*a).size(), 16u);

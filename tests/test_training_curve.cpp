@@ -18,6 +18,7 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/models/dit.h"
 #include "arcflow/sampling/generate.h"
+#include "eval_test_util.h"
 #include "temp_dir.h"
 
 using namespace arcflow;
@@ -70,43 +71,10 @@ TEST(TrainingCurve, ErrorsNameTheFolder) {
   EXPECT_NE(e.find("iteration 5"), std::string::npos) << e;
 }
 
-namespace {
-
-DiT random_teacher() {
-  DiTConfig c;
-  c.in_channels = 1;
-  c.image_size = 28;
-  c.patch = 14;
-  c.width = 16;
-  c.depth = 1;
-  c.heads = 2;
-  c.num_classes = 10;
-  torch::manual_seed(0);
-  DiT t(c);
-  torch::NoGradGuard g;
-  for (auto& p : t->parameters()) p.normal_(0.0, 0.2);
-  t->eval();
-  return t;
-}
-
-Classifier tiny_classifier() {
-  torch::manual_seed(1);
-  ClassifierConfig c;
-  c.channels = {4, 8};
-  c.feature_dim = 8;
-  c.num_classes = 10;
-  Classifier m(c);
-  m->eval();
-  return m;
-}
-
-}  // namespace
-
 TEST(TrainingCurve, ScoresEachSnapshotOnTheTableNoise) {
-  DiT teacher = random_teacher();
-  Classifier clf = tiny_classifier();
-  torch::manual_seed(3);
-  const FeatureStats reference = feature_stats(classify_images(clf, torch::rand({40, 1, 28, 28}) * 2 - 1).features);
+  DiT teacher = test::random_eval_teacher();
+  Classifier clf = test::tiny_classifier();
+  const FeatureStats reference = test::random_reference_stats(clf);
   BenchmarkOptions opt;
   opt.n = 20;
   opt.seed = 5;

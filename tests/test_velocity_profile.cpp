@@ -10,32 +10,12 @@
 #include "arcflow/evaluation/velocity_profile.h"
 #include "arcflow/models/dit.h"
 #include "arcflow/sampling/generate.h"
+#include "eval_test_util.h"
 
 using namespace arcflow;
 
-namespace {
-
-DiT random_teacher() {
-  torch::manual_seed(0);
-  DiTConfig c;
-  c.in_channels = 1;
-  c.image_size = 28;
-  c.patch = 14;
-  c.width = 16;
-  c.depth = 1;
-  c.heads = 2;
-  c.num_classes = 10;
-  DiT t(c);
-  torch::NoGradGuard g;
-  for (auto& p : t->parameters()) p.normal_(0.0, 0.2);
-  t->eval();
-  return t;
-}
-
-}  // namespace
-
 TEST(VelocityProfile, LinearStudentAgainstTheTeacherByHand) {
-  DiT teacher = random_teacher();
+  DiT teacher = test::random_eval_teacher();
   torch::manual_seed(2);
   StudentConfig sc;
   sc.K = 1;
