@@ -1,6 +1,7 @@
 // What the evaluation tests share: a 28x28, 10-class DiT teacher with every parameter random (a
 // fresh DiT outputs exactly 0 because of adaLN-Zero), a fresh small evaluation classifier, and the
-// classifier's feature statistics of random images standing in for the test set.
+// classifier's feature statistics of random images standing in for the test set, and the student
+// that starts as its teacher.
 #pragma once
 
 #include <torch/torch.h>
@@ -11,6 +12,7 @@
 #include "arcflow/evaluation/image_metrics.h"
 #include "arcflow/models/classifier.h"
 #include "arcflow/models/dit.h"
+#include "arcflow/models/student.h"
 
 namespace arcflow::test {
 
@@ -44,6 +46,19 @@ inline Classifier tiny_classifier() {
   Classifier m(c);
   m->eval();
   return m;
+}
+
+// A student of `teacher` with K components that starts as exactly its teacher's Euler for K = 1:
+// zero LoRA B (as built), no head bias noise, no LoRA dropout; in eval mode.
+inline LoRAStudent zero_lora_student(DiT& teacher, int64_t K) {
+  torch::manual_seed(2);
+  StudentConfig s;
+  s.K = K;
+  s.head_bias_noise = 0.0;
+  s.lora.dropout = 0.0;
+  LoRAStudent st(teacher.ptr(), s);
+  st->eval();
+  return st;
 }
 
 // Feature statistics of 40 uniform random images in [-1, 1].

@@ -24,17 +24,6 @@ using namespace arcflow;
 
 namespace {
 
-LoRAStudent make_student(DiT& teacher, int64_t K) {
-  torch::manual_seed(2);
-  StudentConfig s;
-  s.K = K;
-  s.head_bias_noise = 0.0;
-  s.lora.dropout = 0.0;
-  LoRAStudent st(teacher.ptr(), s);
-  st->eval();
-  return st;
-}
-
 struct Fixture {
   DiT teacher = test::random_eval_teacher();
   Classifier clf = test::tiny_classifier();
@@ -57,8 +46,8 @@ TEST(BenchmarkTable, RowsReferenceSharedNoiseAndMetrics) {
   Fixture fx;
   StudentSampling two;
   two.nfe = 2;
-  std::vector<BenchmarkStudent> students = {{"arcflow-2", make_student(fx.teacher, 2), two, {}},
-                                            {"linear-2", make_student(fx.teacher, 1), two, {}}};
+  std::vector<BenchmarkStudent> students = {{"arcflow-2", test::zero_lora_student(fx.teacher, 2), two, {}},
+                                            {"linear-2", test::zero_lora_student(fx.teacher, 1), two, {}}};
   BenchmarkOptions opt;
   opt.n = 20;  // two samples of each of the 10 classes: diversity is defined
   opt.seed = 7;
@@ -129,7 +118,7 @@ TEST(BenchmarkTable, RowsReferenceSharedNoiseAndMetrics) {
 
 TEST(BenchmarkTable, TableTextAndStudentAtAnotherNfe) {
   Fixture fx;
-  LoRAStudent s = make_student(fx.teacher, 2);
+  LoRAStudent s = test::zero_lora_student(fx.teacher, 2);
   StudentSampling two, four;
   four.nfe = 4;
   std::vector<BenchmarkStudent> students = {{"arcflow-2", s, two, {}}, {"arcflow-4", s, four, {}}};
@@ -187,16 +176,16 @@ TEST(BenchmarkTable, ValidatesInputsNamingTheProblem) {
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), none, fx.clf, fx.reference, bad); }).find("teacher_steps"),
             std::string::npos);
 
-  std::vector<BenchmarkStudent> dup = {{"a", make_student(fx.teacher, 1), two, {}},
-                                       {"a", make_student(fx.teacher, 1), two, {}}};
+  std::vector<BenchmarkStudent> dup = {{"a", test::zero_lora_student(fx.teacher, 1), two, {}},
+                                       {"a", test::zero_lora_student(fx.teacher, 1), two, {}}};
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), dup, fx.clf, fx.reference, opt); }).find("'a' is used twice"),
             std::string::npos);
-  std::vector<BenchmarkStudent> clash = {{"teacher-euler-2", make_student(fx.teacher, 1), two, {}}};
+  std::vector<BenchmarkStudent> clash = {{"teacher-euler-2", test::zero_lora_student(fx.teacher, 1), two, {}}};
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), clash, fx.clf, fx.reference, opt); }).find("used twice"),
             std::string::npos);
   StudentSampling zero;
   zero.nfe = 0;
-  std::vector<BenchmarkStudent> badnfe = {{"s", make_student(fx.teacher, 1), zero, {}}};
+  std::vector<BenchmarkStudent> badnfe = {{"s", test::zero_lora_student(fx.teacher, 1), zero, {}}};
   EXPECT_NE(error_of([&] { run_benchmark(fx.teacher.ptr(), badnfe, fx.clf, fx.reference, opt); }).find("student 's'"),
             std::string::npos);
 

@@ -86,12 +86,7 @@ TEST(TrainingCurve, ScoresEachSnapshotOnTheTableNoise) {
 
   // Two snapshots of a K = 1 student: iteration 30 untouched (zero LoRA B, no head noise), iteration
   // 4 with every LoRA B perturbed.
-  torch::manual_seed(2);
-  StudentConfig sc;
-  sc.K = 1;
-  sc.head_bias_noise = 0.0;
-  sc.lora.dropout = 0.0;
-  LoRAStudent st(teacher.ptr(), sc);
+  LoRAStudent st = test::zero_lora_student(teacher, 1);
   arcflow::test::TempDir run;
   ASSERT_EQ(::mkdir(run.file("snapshots").c_str(), 0755), 0);
   const io::Metadata meta = {{"nfe", "2"}, {"shift", "1"}};

@@ -16,12 +16,7 @@ using namespace arcflow;
 
 TEST(VelocityProfile, LinearStudentAgainstTheTeacherByHand) {
   DiT teacher = test::random_eval_teacher();
-  torch::manual_seed(2);
-  StudentConfig sc;
-  sc.K = 1;
-  sc.head_bias_noise = 0.0;
-  sc.lora.dropout = 0.0;
-  LoRAStudent st(teacher.ptr(), sc);
+  LoRAStudent st = test::zero_lora_student(teacher, 1);
   const int64_t n = 6;
   const torch::Tensor noise = make_noise(n, {1, 28, 28}, 3);
   const torch::Tensor y = torch::arange(n, torch::kLong) % 10;

@@ -6,32 +6,25 @@
 
 #include "arcflow/core/schedule.h"
 #include "arcflow/core/step_loop.h"
+#include "arcflow/sampling/student_sampling.h"
 
 namespace arcflow {
 
 VelocityProfile velocity_profile(Student& student, Teacher& teacher, const torch::Tensor& noise, const Condition& cond,
                                  const StudentSampling& so, int points) {
-  so.validate();
   if (points < 1) throw std::invalid_argument("velocity profile: points must be >= 1, got " + std::to_string(points));
   const int64_t n = noise.size(0);
   if (n < 1) throw std::invalid_argument("velocity profile: no samples");
-  student.check_condition(cond, n);
-  torch::NoGradGuard no_grad;
-  EvalModeGuard eval_mode(student.module());
-  student.integration = IntegrationOptions{so.shift, so.total_substeps};
-  const torch::Device device = student.device();
   const std::vector<Segment> segs = segments(so.nfe, so.shift, so.timestep_ratio);
 
   VelocityProfile prof;
   prof.n = n;
   std::vector<double> sq(segs.size() * points, 0.0), tsq(sq.size(), 0.0);
   int64_t elements = 0;
+  // The student's own sampler, one batch at a time so the observer knows the batch's condition.
   for (int64_t start = 0; start < n; start += so.max_batch) {
     const int64_t len = std::min(so.max_batch, n - start);
-    const Condition c = cond.empty() ? cond : cond.narrow(start, len).to(device);
-    const PolicyFn model = [&](const torch::Tensor& x, const torch::Tensor& sigma) {
-      return student.policy(x, sigma, c);
-    };
+    const Condition c = cond.empty() ? cond : cond.narrow(start, len).to(student.device());
     const StepObserver observe = [&](const StepContext& ctx, const PolicyPtr& policy, const torch::Tensor& x_src,
                                      const torch::Tensor&) {
       for (int k = 0; k < points; ++k) {
@@ -45,8 +38,8 @@ VelocityProfile velocity_profile(Student& student, Teacher& teacher, const torch
         tsq[i] += vt.pow(2).sum().item<double>();
       }
     };
-    const torch::Tensor x0 = noise.narrow(0, start, len).to(device, torch::kFloat32);
-    run_steps(model, x0, segs, StepLoopOptions{so.temperature}, observe);
+    const torch::Tensor x0 = noise.narrow(0, start, len);
+    sample_student(student, x0, c, so, nullptr, observe);
     elements += x0.numel();
   }
   for (size_t s = 0; s < segs.size(); ++s)
