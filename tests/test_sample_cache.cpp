@@ -1,8 +1,9 @@
 // Tests for arcflow/evaluation/sample_cache.h and the table's use of it (BenchmarkOptions::cache_dir,
 // time_limit_s): an evaluation stopped part-way (Ctrl-C) continues from the cache and gives exactly
 // the table of an uninterrupted run without a cache; a fully cached run does not sample the teacher
-// again; a cache made with another seed or another teacher, or a damaged file, is made again; the
-// weights digest follows the weights.
+// again; a row of one table is reused by another table that has it under another name; a cache made
+// with another seed or another teacher, or a damaged file, is made again; the weights digest follows
+// the weights.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -64,7 +65,7 @@ TEST(SampleCache, StoppedRunContinuesAndEqualsAnUncachedRun) {
 
   test::TempDir dir;
   const BenchmarkOptions opt = small_options(dir.path());
-  const std::string ref_file = dir.file("teacher-euler-3-cfg.safetensors");
+  const std::string ref_file = dir.file("teacher-euler-3-cfg-4-shift-1.safetensors");
   // Ctrl-C during the reference row's second batch (its step 5 of 9).
   set_interrupted(false);
   try {
@@ -103,6 +104,31 @@ TEST(SampleCache, StoppedRunContinuesAndEqualsAnUncachedRun) {
   EXPECT_GT(cached.rows[0].ms_per_image, 0.0);  // the time it took when it was made
 }
 
+TEST(SampleCache, TablesInOneFolderShareEqualRows) {
+  DiT teacher = test::random_eval_teacher(0);
+  Classifier clf = test::tiny_classifier();
+  const FeatureStats reference = test::random_reference_stats(clf);
+  std::vector<BenchmarkStudent> none;
+  test::TempDir dir;
+  run_benchmark(teacher.ptr(), none, clf, reference, small_options(dir.path()));  // reference at shift 1
+
+  // A table whose reference is at shift 2.5 and which adds the reference sampler at shift 1: that row
+  // is the first table's reference, read from its file, not sampled.
+  BenchmarkOptions opt = small_options(dir.path());
+  opt.teacher_shift = 2.5;
+  opt.reference_shifts = {1.0};
+  BenchmarkOptions plain = opt;
+  plain.cache_dir = "";
+  std::map<std::string, std::vector<int64_t>> steps;
+  const BenchmarkTable shared =
+      run_benchmark(teacher.ptr(), none, clf, reference, opt,
+                    [&](const std::string& m, int64_t done, int64_t) { steps[m].push_back(done); });
+  EXPECT_EQ(steps.at("teacher-euler-3-cfg-shift-1"), (std::vector<int64_t>{0, 9}));
+  EXPECT_GT(steps.at("teacher-euler-3-cfg").size(), 2u);  // shift 2.5: sampled
+  expect_same_table(shared, run_benchmark(teacher.ptr(), none, clf, reference, plain));
+  EXPECT_EQ(cache_meta(dir.file("teacher-euler-3-cfg-4-shift-2.5.safetensors")).at("done"), "12");
+}
+
 TEST(SampleCache, OtherSettingsOrTeacherOrDamageMakeTheRowAgain) {
   DiT teacher = test::random_eval_teacher(0), other = test::random_eval_teacher(9);
   Classifier clf = test::tiny_classifier();
@@ -121,10 +147,10 @@ TEST(SampleCache, OtherSettingsOrTeacherOrDamageMakeTheRowAgain) {
   expect_same_table(run_benchmark(other.ptr(), none, clf, reference, opt),
                     run_benchmark(other.ptr(), none, clf, reference, plain));
   // A damaged file.
-  io::write_file_atomic(dir.file("teacher-euler-3-cfg.safetensors"), "not a safetensors file");
+  io::write_file_atomic(dir.file("teacher-euler-3-cfg-4-shift-1.safetensors"), "not a safetensors file");
   expect_same_table(run_benchmark(other.ptr(), none, clf, reference, opt),
                     run_benchmark(other.ptr(), none, clf, reference, plain));
-  EXPECT_EQ(cache_meta(dir.file("teacher-euler-3-cfg.safetensors")).at("done"), "12");
+  EXPECT_EQ(cache_meta(dir.file("teacher-euler-3-cfg-4-shift-1.safetensors")).at("done"), "12");
 
   // open_row_cache says why it does not use a file.
   const nlohmann::json key = {{"row", "r"}, {"seed", "1"}};

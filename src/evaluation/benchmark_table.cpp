@@ -31,6 +31,8 @@ std::string num(double v) {
 // One row to generate: a name, its cost, and how to turn (noise, labels) into raw outputs.
 struct Method {
   std::string name, description;
+  std::string cache_name;  // teacher rows: the file in the cache, named by what it holds, not by the row
+                           // (the reference at shift 1 and another table's "-shift-1" row share it)
   int nfe = 0;
   int64_t total = 0;  // progress steps over the whole run
   int64_t batch = 0;  // teacher rows: images per model call (a cached row is saved after each); 0: students
@@ -47,6 +49,8 @@ Method teacher_method(const NetworkPtr& teacher, const std::string& name, const 
                   ", guidance " + num(s.cfg_scale) + ", shift " + num(s.shift);
   if (s.sampler == "dpmpp_2m" && s.steps <= 2)  // its first and final steps are first order
     m.description += " (first-order steps only at this count: the same images as Euler)";
+  m.cache_name = "teacher-" + s.sampler + "-" + std::to_string(s.steps) + "-cfg-" + num(s.cfg_scale) + "-shift-" +
+                 num(s.shift);
   m.total = ((n + s.max_batch - 1) / s.max_batch) * s.steps;
   m.batch = s.max_batch;
   m.steps = s.steps;
@@ -211,12 +215,12 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
       samples = m.run(noise, table.labels, cb).to(torch::kCPU, torch::kFloat32);
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } else {  // a teacher row: batch by batch, each kept in the row's cache
-      const nlohmann::json key = {{"row", m.name},       {"description", m.description},
+      const nlohmann::json key = {{"row", m.cache_name}, {"description", m.description},
                                   {"n", opt.n},          {"seed", std::to_string(opt.seed)},
                                   {"shape", noise.sizes().vec()}, {"batch", m.batch},
                                   {"teacher", teacher_digest}};
       std::string note;
-      RowCache cache = open_row_cache(opt.cache_dir.empty() ? "" : opt.cache_dir + "/" + m.name + ".safetensors", key,
+      RowCache cache = open_row_cache(opt.cache_dir.empty() ? "" : opt.cache_dir + "/" + m.cache_name + ".safetensors", key,
                                       noise.sizes().vec(), &note);
       if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
       if (cache.done < opt.n) cache.done -= cache.done % m.batch;  // continue at a batch boundary

@@ -29,12 +29,12 @@ echo "ok: time limit: exit 75, $(head -c 120 "$d/err")"
 
 "$bin" $table --cache "$d/cache" -q -o "$d/e1" --velocity-profile 6 --profile-points 3 --curve a-2="$d/s" \
   --curve-samples 10 > "$d/out1"
-[ -f "$d/cache/teacher-euler-3-cfg.safetensors" ] && [ -f "$d/cache/teacher-euler-2.safetensors" ] ||
+[ -f "$d/cache/teacher-euler-3-cfg-4-shift-1.safetensors" ] && [ -f "$d/cache/teacher-euler-2-cfg-4-shift-1.safetensors" ] ||
   { echo "no cache files:"; ls "$d/cache"; exit 1; }
-cp "$d/cache/teacher-euler-3-cfg.safetensors" "$d/ref-before"
+cp "$d/cache/teacher-euler-3-cfg-4-shift-1.safetensors" "$d/ref-before"
 "$bin" $table --cache "$d/cache" -q -o "$d/e2" > "$d/out2"
 # Reused, not made again: the file is untouched and the teacher rows report the time they took when made.
-cmp -s "$d/ref-before" "$d/cache/teacher-euler-3-cfg.safetensors" || { echo "the cached reference was rewritten"; exit 1; }
+cmp -s "$d/ref-before" "$d/cache/teacher-euler-3-cfg-4-shift-1.safetensors" || { echo "the cached reference was rewritten"; exit 1; }
 [ "$(grep "^teacher" "$d/out1")" = "$(grep "^teacher" "$d/out2")" ] ||
   { echo "the cached teacher rows differ (timing included):"; cat "$d/out1" "$d/out2"; exit 1; }
 "$bin" $table -q -o "$d/e3" > "$d/out3"

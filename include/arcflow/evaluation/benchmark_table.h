@@ -70,8 +70,11 @@ struct BenchmarkOptions {
   int64_t max_batch = 256;         // teacher samples per model call (students use their own)
   int64_t classifier_batch = 500;
   int64_t preview = 20;            // how many of the first samples each row keeps (for image grids)
-  // Teacher rows kept on disk batch by batch (evaluation/sample_cache.h), one file per row:
-  // cache_dir/<row>.safetensors. Empty: none. Rows already there with the same key are reused.
+  // Teacher rows kept on disk batch by batch (evaluation/sample_cache.h), one file per row, named by
+  // what it holds rather than by the row: cache_dir/teacher-<sampler>-<steps>-cfg-<cfg>-shift-<shift>
+  // .safetensors, so tables sharing a folder share equal rows (the reference at shift 1 here is the
+  // "-shift-1" row of a table whose reference is at 3.2). Empty: none. Rows already there with the
+  // same key (sampler, settings, n, seed, shape, batch, teacher weights) are reused.
   std::string cache_dir;
   // Stop (throw BenchmarkStopped) once this many seconds have passed (0: no limit), and on
   // interrupted() (util/interrupt.h); checked at every sampler step.
