@@ -1,6 +1,7 @@
 // The shipped students in models/ reproduce the samples they gave before the model/policy
 // interfaces existed: tests/data/shipped/*.safetensors were written by `arcflow sample
-// --save-tensors` at commit a271fce (before the change), see tests/data/shipped/README.md.
+// --save-tensors` at commit a271fce (before the change), see tests/data/shipped/README.md; gmflow-2's
+// (shipped later) at commit 2cccb16, when it was shipped.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -34,7 +35,7 @@ TEST(ShippedModels, StudentsReproduceTheirSamplesFromBeforeTheInterfaces) {
   torch::NoGradGuard g;
   OneThread one;
   const NetworkPtr teacher = load_network(kModels + "teacher.safetensors");
-  for (const std::string name : {"arcflow-2", "linear-2"}) {
+  for (const std::string name : {"arcflow-2", "linear-2", "gmflow-2"}) {
     const SampleTensors want = load_sample_tensors(kData + "/shipped/" + name + ".safetensors");
     io::Metadata meta;
     LoRAStudent s = load_adapter(teacher, kModels + name + ".safetensors", &meta);
