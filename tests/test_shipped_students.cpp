@@ -18,7 +18,12 @@ namespace {
 const std::string kData = ARCFLOW_TEST_DATA_DIR;
 const std::string kModels = kData + "/../../models/";
 
-// The fixtures were written with one thread (`-t 1`): the same reduction order here.
+// The fixtures were written with one thread (`-t 1`): the same reduction order here, as far as torch's
+// setting goes. OpenBLAS keeps its own pool (one thread per core), which this does not reach; the
+// CLI's -t has set it too since 692e297 (after a271fce), so gmflow-2's fixture was made with one
+// BLAS thread, the others with two, and products summed in another order move GMFlow's samples by 5e-6 (its posterior
+// over 16 components amplifies rounding; measured: `arcflow -t 1` vs `-t 2 sample`). Hence 1e-5 for
+// the students.
 struct OneThread {
   int before = torch::get_num_threads();
   OneThread() { torch::set_num_threads(1); }
@@ -42,7 +47,7 @@ TEST(ShippedModels, StudentsReproduceTheirSamplesFromBeforeTheInterfaces) {
     s->fuse_lora();  // as `arcflow sample` does
     StudentSampling so = distilled_sampling(meta, name);
     const torch::Tensor got = sample_student(*s, want.noise, Condition::labels(want.labels), so);
-    EXPECT_LE(max_abs(got, want.samples), 1e-6) << name;
+    EXPECT_LE(max_abs(got, want.samples), 1e-5) << name;
     EXPECT_GT(max_abs(got, want.noise), 0.1) << name;  // the fixture is not the noise itself
   }
 }
