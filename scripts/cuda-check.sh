@@ -9,15 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPS=$(realpath "${1:-.devdeps}")
 OUT=${2:-${OUT:-cuda-check-out}}
-mkdir -p "$OUT"
-TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
-export LD_LIBRARY_PATH="$DEPS/lib:${LD_LIBRARY_PATH:-}"
-start=$(date +%s)
-cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS" > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-cmake --build build-cuda --parallel "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
+source scripts/cuda-prelude.sh
+cuda_build
 rc=0; ( time ./build-cuda/arcflow toy --device cuda -o "$OUT/toy-cuda" ) > "$OUT/toy-cuda.log" 2>&1 || rc=$?
 echo "toy --device cuda rc=$rc"; tr '\r' '\n' < "$OUT/toy-cuda.log" | grep -E "100%|method|-[0-9]+ |real" | cut -c1-120
 rc=0; ./build-cuda/arcflow_tests --gtest_brief=1 > "$OUT/tests.log" 2>&1 || rc=$?

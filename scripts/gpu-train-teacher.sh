@@ -11,15 +11,8 @@ BUDGET=${1:?budget in seconds}
 DEPS=$(realpath "${2:-.devdeps}")
 OUT=${3:-${OUT:-gpu-out}}
 shift 3 || shift $#
-mkdir -p "$OUT"
-TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
-export LD_LIBRARY_PATH="$DEPS/lib:${LD_LIBRARY_PATH:-}"
-cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS" > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-cmake --build build-cuda --target arcflow --parallel "$(nproc)" > "$OUT/build.log" 2>&1 ||
-  { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
+source scripts/cuda-prelude.sh
+cuda_build arcflow
 left=$(( BUDGET - ($(date +%s) - t0) - 45 ))
 minutes=$(python3 -c "print(max(0.5, $left / 60))")
 echo "training for $minutes min"

@@ -226,6 +226,12 @@ Runner add_bench_command(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   sub->add_option("--text-tokens", o->flux.text_tokens, "FLUX: text tokens per prompt (512 for FLUX.1-dev)")
       ->capture_default_str();
+  sub->add_option("--distill-iters", o->flux.distill_iters,
+                  "FLUX: time this many ArcFlow distillation iterations (batch 1, after one warm-up) per resolution, "
+                  "with and without per-block activation checkpointing (0: skip)")
+      ->capture_default_str();
+  sub->add_option("--lora-rank", o->flux.lora_rank, "FLUX: LoRA rank of the distillation rows' student")
+      ->capture_default_str();
   sub->add_option("--dtype", o->flux.dtype, "FLUX: compute dtype: auto (bfloat16 on CUDA, else float32), float32, "
                                             "bfloat16, float16")
       ->capture_default_str();

@@ -11,7 +11,9 @@
 #include "arcflow/models/flux_loader.h"
 #include "arcflow/models/flux_network.h"
 #include "arcflow/models/registry.h"
+#include "arcflow/models/student.h"
 #include "arcflow/sampling/generate.h"
+#include "arcflow/training/distill.h"
 #include "arcflow/util/resources.h"
 #include "flux_sample.h"
 
@@ -48,11 +50,44 @@ FluxConfig named_config(const std::string& name) {
   return read_flux_config(name);  // a config.json
 }
 
+// One distillation row: a fresh ArcFlow student (K 16, LoRA rank o.lora_rank on FLUX's default targets,
+// norm_out trained) over `net` at its current latent size, trained with the reference's FLUX recipe
+// at batch 1 (distilled guidance from the prompt pool, no CFG); seconds per iteration (median of
+// o.distill_iters after one warm-up) and the peak memory of building and training it. Out of
+// device memory is a row of its own ("error"), not a failed bench.
+nlohmann::json distill_row(const NetworkPtr& net, const FluxBenchOptions& o, bool checkpoint_blocks,
+                           torch::Device dev) {
+  StudentConfig s;
+  s.lora = LoRAConfig{o.lora_rank, static_cast<double>(o.lora_rank), 0.05, {}};
+  s.train_norm_out = true;
+  DistillConfig d;
+  d.batch_size = 1;
+  d.shift = 3.2;
+  d.num_decay_iters = 2000;
+  nlohmann::json row = {{"checkpoint_blocks", checkpoint_blocks}, {"lora_rank", o.lora_rank}, {"batch", 1}};
+  try {
+    reset_peak_device_memory(dev);
+    torch::manual_seed(0);
+    LoRAStudent student(net, s);
+    dynamic_cast<FluxNetwork&>(*student->base).transformer->checkpoint_blocks = checkpoint_blocks;
+    row["trainable_fraction"] =
+        static_cast<double>(student->trainable_count()) / static_cast<double>(student->total_count());
+    Distiller dist(make_distill_problem(student, net, 1.0, d, dev), d);
+    row["s_per_iter"] = median_seconds([&] { dist.step(); sync(dev); }, o.distill_iters);
+    row["peak_gb"] = static_cast<double>(peak_device_memory_bytes(dev)) / 1e9;
+  } catch (const c10::OutOfMemoryError&) {
+    row["error"] = "out of memory";
+  }
+  return row;
+}
+
 }  // namespace
 
 int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
   if (o.repeats < 1) throw std::invalid_argument("--repeats must be >= 1");
   if (o.text_tokens < 1) throw std::invalid_argument("--text-tokens must be >= 1");
+  if (o.distill_iters < 0) throw std::invalid_argument("--distill-iters must be >= 0");
+  if (o.lora_rank < 1) throw std::invalid_argument("--lora-rank must be >= 1");
   for (int64_t r : o.resolutions)
     if (r < 8 || r % 8 != 0) throw std::invalid_argument("--resolutions: " + std::to_string(r) + " is not a multiple of 8");
   for (int s : o.teacher_steps)
@@ -133,6 +168,29 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
       std::printf("      %-12s %3d NFE  %9.2f s per image\n", name.c_str(), n, t);
     }
     rows.push_back(row);
+  }
+  // Distillation: batch 1 per resolution, with and without per-block activation checkpointing.
+  if (o.distill_iters > 0) {
+    FluxPromptEmbeddings pool;  // two random prompts stand in for encoded text
+    pool.prompt_embeds = torch::randn({2, o.text_tokens, cfg.joint_attention_dim});
+    pool.pooled_prompt_embeds = torch::randn({2, cfg.pooled_projection_dim});
+    flux->set_prompt_pool(pool, 3.5);
+    for (size_t i = 0; i < o.resolutions.size(); ++i) {
+      const int64_t res = o.resolutions[i];
+      flux->set_latent_size(res / downscale, res / downscale);
+      for (bool ckpt : {false, true}) {
+        const nlohmann::json r = distill_row(net, o, ckpt, dev);
+        rows[i][ckpt ? "distill_checkpoint_blocks" : "distill"] = r;
+        if (r.contains("error"))
+          std::printf("%4lld^2 distillation, block checkpointing %-3s: %s\n", static_cast<long long>(res),
+                      ckpt ? "on" : "off", r["error"].get<std::string>().c_str());
+        else
+          std::printf("%4lld^2 distillation, block checkpointing %-3s: %.3f s per iteration (batch 1, LoRA rank %d, "
+                      "%.2f%% trainable), peak %.2f GB\n",
+                      static_cast<long long>(res), ckpt ? "on" : "off", r["s_per_iter"].get<double>(), o.lora_rank,
+                      100 * r["trainable_fraction"].get<double>(), r["peak_gb"].get<double>());
+      }
+    }
   }
   out["rows"] = rows;
   io::write_file_atomic(o.output, out.dump(2) + "\n");

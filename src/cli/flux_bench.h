@@ -1,6 +1,8 @@
 // `arcflow bench` on FLUX shapes (--teacher MODEL_DIR, or --random-weights --config flux-dev): FLOPs
-// per NFE, ms per NFE and peak memory at each resolution, and time per image of the teacher at 28
-// and 50 steps against 2 steps (the student's NFE count).
+// per NFE, ms per NFE and peak memory at each resolution, time per image of the teacher at 28 and
+// 50 steps against 2 steps (the student's NFE count), and with --distill-iters the seconds per
+// ArcFlow distillation iteration (batch 1, LoRA rank --lora-rank, the reference's recipe) and its
+// peak memory, with and without per-block activation checkpointing.
 #pragma once
 
 #include <string>
@@ -19,6 +21,8 @@ struct FluxBenchOptions {
   int64_t text_tokens = 512;
   std::string dtype = "auto";
   int repeats = 3;
+  int distill_iters = 0;  // timed distillation iterations per resolution (0: no distillation rows)
+  int lora_rank = 256;    // the distillation rows' LoRA rank (the reference's for FLUX)
   std::string output = "bench-flux.json";
 };
 

@@ -45,8 +45,18 @@ run sample --teacher $F/schnell --prompts $F/prompts.safetensors --steps 4 --hei
 run bench --teacher $F/dev --resolutions 32 --teacher-steps 3 --text-tokens 8 --repeats 1 -o "$d/bench.json"
 grep -q '"ms_per_nfe"' "$d/bench.json" || { echo "FAIL: no ms_per_nfe in bench.json"; fail=1; }
 run bench --random-weights --config tiny --resolutions 32 --teacher-steps 3 --text-tokens 8 --repeats 1 \
-  -o "$d/bench-random.json"
+  --distill-iters 1 --lora-rank 4 -o "$d/bench-random.json"
 grep -q '"teacher-3_s_per_image"' "$d/bench-random.json" || { echo "FAIL: no teacher row in bench-random.json"; fail=1; }
+# the distillation rows: with and without block checkpointing, each timed (no "error")
+python3 - "$d/bench-random.json" <<'PY' || fail=1
+import json, sys
+row = json.load(open(sys.argv[1]))["rows"][0]
+for key, ckpt in (("distill", False), ("distill_checkpoint_blocks", True)):
+    r = row.get(key)
+    if not r or r.get("checkpoint_blocks") != ckpt or "error" in r or not r.get("s_per_iter", 0) > 0 \
+            or not 0 < r.get("trainable_fraction", 0) < 1:
+        sys.exit("FAIL: bench distillation row %s: %s" % (key, r))
+PY
 
 # distil a student from the folder (2 iterations) and sample it through the same command
 run distill --teacher $F/dev --prompts $F/prompts.safetensors --height 32 --width 32 --shift 3.2 --guidance 3.5 \
