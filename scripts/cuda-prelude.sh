@@ -12,7 +12,7 @@ cuda_build() {
     > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; return 1; }
   local targets=()
   [ $# -gt 0 ] && targets=(--target "$@")
-  cmake --build build-cuda --parallel "$(nproc)" "${targets[@]}" > "$OUT/build.log" 2>&1 ||
+  cmake --build build-cuda --parallel "$(nproc)" ${targets[@]+"${targets[@]}"} > "$OUT/build.log" 2>&1 ||
     { grep -E "error|Error" "$OUT/build.log" | head -40; return 1; }
   echo "build: $(( $(date +%s) - start )) s"
 }
