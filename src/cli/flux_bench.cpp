@@ -39,6 +39,11 @@ double median_seconds(const std::function<void()>& f, int repeats) {
   return t[t.size() / 2];
 }
 
+// FLUX.1-dev's sampling settings, also the reference's distillation recipe (configs/flux/arcflow-2.toml):
+// every row of this bench samples and distils at them.
+constexpr double kShift = 3.2;
+constexpr double kGuidance = 3.5;  // distilled guidance
+
 FluxConfig named_config(const std::string& name) {
   if (name == "flux-dev") return FluxConfig::flux1_dev();
   if (name == "flux-schnell") {
@@ -62,7 +67,7 @@ nlohmann::json distill_row(const NetworkPtr& net, const FluxBenchOptions& o, boo
   s.train_norm_out = true;
   DistillConfig d;
   d.batch_size = 1;
-  d.shift = 3.2;
+  d.shift = kShift;
   d.num_decay_iters = 2000;
   nlohmann::json row = {{"checkpoint_blocks", checkpoint_blocks}, {"lora_rank", o.lora_rank}, {"batch", 1}};
   try {
@@ -139,7 +144,7 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
     Condition c;
     c.set("prompt_embeds", torch::randn({1, o.text_tokens, cfg.joint_attention_dim}, opt).to(dtype));
     c.set("pooled_prompt_embeds", torch::randn({1, cfg.pooled_projection_dim}, opt).to(dtype));
-    if (cfg.guidance_embeds) c.set("guidance", torch::full({1}, 3.5, opt));
+    if (cfg.guidance_embeds) c.set("guidance", torch::full({1}, kGuidance, opt));
     const torch::Tensor x = make_noise(1, net->sample_shape(), 0, dev);
     const torch::Tensor sigma = torch::full({1}, 0.5, opt);
 
@@ -161,7 +166,7 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
       TeacherSampling s;
       s.steps = n;
       s.cfg_scale = 1.0;
-      s.shift = 3.2;
+      s.shift = kShift;
       const double t = seconds_of([&] { sample_teacher(net, noise, c.to(torch::kCPU), s); sync(dev); });
       const std::string name = n == 2 ? "2-step" : "teacher-" + std::to_string(n);
       row[name + "_s_per_image"] = t;
@@ -174,7 +179,7 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
     FluxPromptEmbeddings pool;  // two random prompts stand in for encoded text
     pool.prompt_embeds = torch::randn({2, o.text_tokens, cfg.joint_attention_dim});
     pool.pooled_prompt_embeds = torch::randn({2, cfg.pooled_projection_dim});
-    flux->set_prompt_pool(pool, 3.5);
+    flux->set_prompt_pool(pool, kGuidance);
     for (size_t i = 0; i < o.resolutions.size(); ++i) {
       const int64_t res = o.resolutions[i];
       flux->set_latent_size(res / downscale, res / downscale);
