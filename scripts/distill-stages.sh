@@ -4,8 +4,9 @@
 # training curve; `arcflow eval --curve NAME=RUNS/NAME`). Resumable: rerun it and it continues from each
 # run's checkpoint. The recipes are CONFIGS/PREFIX<NAME>.toml; scripts/shift32-distill.sh and
 # scripts/flux-fashion-distill.sh set them.
-# Usage: CONFIGS=DIR RUNS=DIR [PREFIX=...] [NAMES="a b"] scripts/distill-stages.sh [MINUTES] [THREADS]
-#   (stops cleanly, checkpoints written, after MINUTES)
+# Usage: CONFIGS=DIR RUNS=DIR [PREFIX=...] [NAMES="a b"] [STAGES="400 800"] scripts/distill-stages.sh [MINUTES] [THREADS]
+#   (stops cleanly, checkpoints written, after MINUTES). STAGES are the iterations at which a stage ends
+#   (default 400 800 1200 1600 2000); a run whose recipe has fewer `iters` stops at its own count.
 # Two copies can share a machine (e.g. one thread each on 2 cores): a run being trained by one copy is locked
 # (RUN/.lock) and the other copy goes on with the next run. NAMES sets the runs and their order.
 set -u
@@ -17,13 +18,17 @@ CONFIGS=${CONFIGS:?set CONFIGS to the recipes folder}
 RUNS=${RUNS:?set RUNS to the runs folder}
 PREFIX=${PREFIX:-}
 END=$(( $(date +%s) + ${MINUTES%.*} * 60 ))
+STAGES=${STAGES:-400 800 1200 1600 2000}
 prev=""
-for stage in 400 800 1200 1600 2000; do
+for stage in $STAGES; do
   for name in ${NAMES:-linear-2 gmflow-2 arcflow-2}; do
     run=$RUNS/$name
+    cap=$(sed -n 's/^iters *= *\([0-9]*\).*/\1/p' "$CONFIGS/$PREFIX$name.toml" | head -1)
+    if [ -n "$cap" ] && [ "$stage" -gt "$cap" ]; then continue; fi
     snap=$run/snapshots/adapter-$(printf %06d $stage).safetensors
     [ -f "$snap" ] && continue
-    if [ -n "$prev" ] && [ ! -f "$run/snapshots/adapter-$(printf %06d $prev).safetensors" ]; then
+    if [ -n "$prev" ] && { [ -z "$cap" ] || [ "$prev" -le "$cap" ]; } &&
+       [ ! -f "$run/snapshots/adapter-$(printf %06d $prev).safetensors" ]; then
       echo "$name: no snapshot of iteration $prev yet (the other copy has it): skipping stage $stage"; continue
     fi
     left=$(( (END - $(date +%s)) / 60 ))
@@ -45,4 +50,4 @@ for stage in 400 800 1200 1600 2000; do
   done
   prev=$stage
 done
-echo "all runs at 2000 iterations"
+echo "all runs at their last stage ($stage iterations, or their recipe's own count)"

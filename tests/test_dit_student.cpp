@@ -354,3 +354,65 @@ TEST(DiTStudent, DistilledSamplingComesFromTheAdapterMetadata) {
     EXPECT_NE(std::string(e.what()).find("a.safetensors: unreadable 'timestep_ratio'"), std::string::npos) << e.what();
   }
 }
+
+TEST(DiTStudent, MeansBiasNoiseIsSharedByATokensPixels) {
+  // Section 4 (the reference's rule): one draw per (component, channel), the same at every pixel
+  // of the token; configs from before the rule drew one per output.
+  DiT teacher = random_teacher(tiny());
+  for (bool per_token : {true, false}) {
+    StudentConfig c = student_cfg(3, 0.05);
+    c.head_bias_noise_per_token = per_token;
+    torch::manual_seed(7);
+    LoRAStudent s(teacher.ptr(), c);
+    // (K, pixels p*p = 16, channels 2): the bias minus the teacher's, by the head's layout.
+    const torch::Tensor noise =
+        (head(s, "proj_out_means").bias.view({3, -1}) - teacher->proj_out->bias).view({3, 16, 2});
+    const double spread = (noise - noise.select(1, 0).unsqueeze(1)).abs().max().item<double>();
+    if (per_token) {
+      EXPECT_LT(spread, 1e-6);
+      EXPECT_GT(noise.std().item<double>(), 0.01);  // but not zero: the components differ
+    } else {
+      EXPECT_GT(spread, 1e-3);
+    }
+  }
+  // A config without the field (written before it) reads as one draw per output.
+  nlohmann::json j = student_cfg(3).to_json();
+  j.erase("head_bias_noise_per_token");
+  EXPECT_FALSE(StudentConfig::from_json(j).head_bias_noise_per_token);
+}
+
+TEST(DiTStudent, GMFlowLogstdWidthIsPiFlowsAndOlderWidthsLoadByShape) {
+  DiT teacher = random_teacher(tiny());
+  const arcflow::test::TempDir dir;
+  StudentConfig c = student_cfg(2, 0.0);
+  c.policy = "gmflow";
+  EXPECT_EQ(c.logstd_hidden, 1024);  // pi-Flow's width for new students
+  c.logstd_hidden = 0;               // the width files written before the field have: the embedding's
+  LoRAStudent old(teacher.ptr(), c);
+  for (auto& t : old->parameters())
+    if (t.requires_grad()) t.detach().normal_(0.0, 0.05);
+  const int64_t E = teacher->head_layout().embed_dim;
+  EXPECT_EQ(old->named_parameters()["proj_out_logstds.1.weight"].size(0), E);
+  // Written as an older file is: no logstd_hidden in its config.
+  save_adapter(old, dir.file("a.safetensors"));
+  io::SafetensorsFile f = io::load_safetensors(dir.file("a.safetensors"));
+  nlohmann::json cj = nlohmann::json::parse(f.metadata.at("config"));
+  cj.erase("logstd_hidden");
+  f.metadata["config"] = cj.dump();
+  io::save_safetensors(dir.file("b.safetensors"), f.tensors, f.metadata);
+  LoRAStudent r = load_adapter(teacher.ptr(), dir.file("b.safetensors"));
+  EXPECT_EQ(r->config.logstd_hidden, E);
+  const torch::Tensor x = torch::randn({2, 2, 8, 8});
+  const torch::Tensor sigma = torch::tensor({0.9f, 0.4f});
+  const torch::Tensor y = torch::tensor({1, 3}, torch::kLong);
+  old->eval();
+  r->eval();
+  torch::NoGradGuard g;
+  EXPECT_TRUE(torch::equal(old->policy(x, sigma, Condition::labels(y))->velocity(x, sigma * 0.5),
+                           r->policy(x, sigma, Condition::labels(y))->velocity(x, sigma * 0.5)));
+  // A new student has the 1024-wide hidden layer.
+  StudentConfig n = student_cfg(2, 0.0);
+  n.policy = "gmflow";
+  LoRAStudent s(teacher.ptr(), n);
+  EXPECT_EQ(s->named_parameters()["proj_out_logstds.1.weight"].size(0), 1024);
+}

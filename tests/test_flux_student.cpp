@@ -5,7 +5,7 @@
 #include <torch/torch.h>
 
 #include "arcflow/core/momentum.h"
-#include "arcflow/models/activation_checkpoint.h"
+#include "arcflow/core/activation_checkpoint.h"
 #include "arcflow/models/flux_network.h"
 #include "arcflow/models/registry.h"
 #include "arcflow/models/student.h"

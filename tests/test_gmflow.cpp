@@ -204,3 +204,101 @@ TEST(GMFlow, DropoutAndHalfPrecision) {
   const torch::Tensor u = d->integrate(g.x_src, g.sigma_src, torch::zeros({B}));
   EXPECT_TRUE(torch::isfinite(u).all().item<bool>());
 }
+
+// pi-Flow's prediction at a walk state (section 2b): the mean velocity over an Euler rollout of the
+// policy. The reference rollout here is written out independently: round(span * total) sub-steps,
+// uniform in raw time tau, warped to sigma with s*tau / (1 + (s-1)*tau), each x -= dsigma * u.
+namespace {
+
+GaussianMixture random_mixture(int64_t B, int64_t K, double sigma_s, bool grad) {
+  GaussianMixture g;
+  g.means = torch::randn({B, K, 1, 2, 2}, kF64).requires_grad_(grad);
+  g.logweights = torch::randn({B, K, 1, 2, 2}, kF64).requires_grad_(grad);
+  g.logstd = torch::full({B}, -0.7, kF64).requires_grad_(grad);
+  g.x_src = torch::randn({B, 1, 2, 2}, kF64);
+  g.sigma_src = torch::full({B}, sigma_s, kF64);
+  return g;
+}
+
+torch::Tensor euler_by_hand(const GMFlowPolicy& p, torch::Tensor x, double sa, double sb, double shift, int total) {
+  const auto to_tau = [&](double s) { return s / (shift - (shift - 1) * s); };
+  const auto to_sigma = [&](double t) { return shift * t / (1 + (shift - 1) * t); };
+  const double ta = to_tau(sa), tb = to_tau(sb);
+  const int n = std::max(1, static_cast<int>(std::lround((ta - tb) * total)));
+  const int64_t B = x.size(0);
+  for (int j = 0; j < n; ++j) {
+    const double s0 = to_sigma(ta - (ta - tb) * j / n), s1 = to_sigma(ta - (ta - tb) * (j + 1) / n);
+    x = x - (s0 - s1) * p.velocity(x, torch::full({B}, s0, kF64));
+  }
+  return x;
+}
+
+}  // namespace
+
+TEST(GMFlow, ImitationVelocityIsTheMeanOverAnEulerRollout) {
+  const int64_t B = 3;
+  const double shift = 3.2, sa = 0.85, se = 0.4;
+  const int total = 128;
+  const GaussianMixture g = random_mixture(B, 3, 0.95, false);
+  const GMFlowPolicy p(g, {shift, total});
+  const torch::Tensor x_a = g.x_src + 0.1 * torch::randn_like(g.x_src);
+  const torch::Tensor got = p.imitation_velocity(x_a, torch::full({B}, sa, kF64), torch::full({B}, se, kF64));
+  const torch::Tensor want = (x_a - euler_by_hand(p, x_a, sa, se, shift, total)) / (sa - se);
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-12);
+  // Not the instantaneous velocity: the rollout bends.
+  EXPECT_GT((got - p.velocity(x_a, torch::full({B}, sa, kF64))).abs().max().item<double>(), 1e-3);
+}
+
+TEST(GMFlow, ImitationVelocityIsInstantaneousWhereTheSpanIsEmpty) {
+  const int64_t B = 2;
+  const GaussianMixture g = random_mixture(B, 2, 0.9, false);
+  const GMFlowPolicy p(g, {2.0, 64});
+  const torch::Tensor x_a = g.x_src.clone();
+  // Sample 0 has an empty span (the distiller's choice below 2 sub-steps); sample 1 a real one.
+  const torch::Tensor sa = torch::tensor({0.8, 0.8}, kF64), se = torch::tensor({0.8, 0.3}, kF64);
+  const torch::Tensor got = p.imitation_velocity(x_a, sa, se);
+  EXPECT_TRUE(torch::isfinite(got).all().item<bool>());
+  const torch::Tensor inst = p.velocity(x_a, sa);
+  EXPECT_LT((got[0] - inst[0]).abs().max().item<double>(), 1e-14);
+  const torch::Tensor x1 = x_a.narrow(0, 1, 1);
+  GaussianMixture g1{g.means.narrow(0, 1, 1), g.logweights.narrow(0, 1, 1), g.logstd.narrow(0, 1, 1),
+                     g.x_src.narrow(0, 1, 1), g.sigma_src.narrow(0, 1, 1)};
+  const GMFlowPolicy p1(g1, {2.0, 64});
+  const torch::Tensor want1 = (x1 - euler_by_hand(p1, x1, 0.8, 0.3, 2.0, 64)) / 0.5;
+  EXPECT_LT((got.narrow(0, 1, 1) - want1).abs().max().item<double>(), 1e-12);
+}
+
+TEST(GMFlow, ImitationVelocityGradientMatchesFiniteDifferences) {
+  // A rollout of 40 sub-steps (5 checkpointed chunks); d(sum(w * pred)) / d(every parameter) by
+  // central differences in float64.
+  const int64_t B = 2;
+  GaussianMixture g = random_mixture(B, 2, 0.9, true);
+  const double shift = 1.5, sa = 0.8, se = 0.3;
+  const int total = 80;
+  const torch::Tensor x_a = g.x_src + 0.05;
+  const torch::Tensor w = torch::randn({B, 1, 2, 2}, kF64);
+  const auto objective = [&](const GaussianMixture& gm) {
+    const GMFlowPolicy p(gm, {shift, total});
+    return (w * p.imitation_velocity(x_a, torch::full({B}, sa, kF64), torch::full({B}, se, kF64))).sum();
+  };
+  objective(g).backward();
+  const double h = 1e-6;
+  for (torch::Tensor* t : {&g.means, &g.logweights, &g.logstd}) {
+    const torch::Tensor grad = t->grad().clone();
+    const torch::Tensor base = t->detach().clone();
+    const torch::Tensor flat = base.flatten();
+    for (int64_t i = 0; i < flat.numel(); i += 3) {
+      torch::NoGradGuard ng;
+      GaussianMixture gp{g.means.detach(), g.logweights.detach(), g.logstd.detach(), g.x_src, g.sigma_src};
+      GaussianMixture gm = gp;
+      torch::Tensor* slot_p = t == &g.means ? &gp.means : t == &g.logweights ? &gp.logweights : &gp.logstd;
+      torch::Tensor* slot_m = t == &g.means ? &gm.means : t == &g.logweights ? &gm.logweights : &gm.logstd;
+      *slot_p = base.clone();
+      *slot_m = base.clone();
+      slot_p->view(-1)[i] += h;
+      slot_m->view(-1)[i] -= h;
+      const double fd = (objective(gp).item<double>() - objective(gm).item<double>()) / (2 * h);
+      EXPECT_NEAR(grad.view(-1)[i].item<double>(), fd, 1e-6 * std::max(1.0, std::abs(fd))) << "element " << i;
+    }
+  }
+}

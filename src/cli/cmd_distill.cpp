@@ -7,6 +7,7 @@
 //                                iteration NNNNNN that is a multiple of N (for training curves)
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -42,6 +43,8 @@ struct DistillOptions {
   bool checkpoint_blocks = false;
   int iters = 1000;
   bool resume = false;
+  bool train_norm_out = true;                   // on when the teacher has a final norm ...
+  const CLI::Option* train_norm_out_flag = nullptr;  // ... or as given (flag or config key)
   int checkpoint_every = 25;
   int snapshot_every = 0;
   int log_every = 1;
@@ -110,14 +113,28 @@ void add_flags(CLI::App* sub, DistillOptions& o) {
   sub->add_option("--weight-decay", d.weight_decay, "AdamW weight decay")->capture_default_str();
   sub->add_option("--warmup-iters", d.warmup_iters, "Linear learning-rate warm-up iterations")->capture_default_str();
   sub->add_option("--grad-clip", d.grad_clip, "Gradient-norm clip")->capture_default_str();
+  sub->add_option("--grad-clip-start", d.grad_clip_start,
+                  "Iteration from which gradients are clipped (before it the norm is only measured; a resumed run "
+                  "keeps its checkpoint's)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_option("--ema-gamma", d.ema_gamma, "EMA beta_t = (1 - 1/t)^(gamma + 1)")->capture_default_str();
-  sub->add_option("--ema-start", d.ema_start, "Iteration from which the EMA averages")->capture_default_str();
+  sub->add_option("--ema-start", d.ema_start,
+                  "Iteration from which the EMA averages, its clock t = iteration + 1 - ema-start (before it the EMA "
+                  "copies the weights)")
+      ->capture_default_str();
   sub->add_option("--lora-rank", o.s.lora.rank, "LoRA rank")->capture_default_str();
   sub->add_option("--lora-alpha", o.s.lora.alpha, "LoRA alpha (scale alpha / rank)")->capture_default_str();
   sub->add_option("--lora-dropout", o.s.lora.dropout, "LoRA input dropout")->capture_default_str();
   sub->add_option("--lora-targets", o.s.lora.targets, "Glob patterns of the Linear layers that get LoRA (default: the architecture's; the DiT's are blocks.*.mlp.fc1, blocks.*.mlp.fc2, t_embedder.linear_1, t_embedder.linear_2)")
       ->capture_default_str();
-  sub->add_flag("--train-norm-out", o.s.train_norm_out, "Also train the final norm's modulation (norm_out)");
+  o.train_norm_out_flag = sub->add_flag("--train-norm-out,!--no-train-norm-out", o.train_norm_out,
+                "Also train the final norm's modulation (norm_out), as the reference does (default: on when the "
+                "teacher has one; a resumed run keeps its checkpoint's)");
+  sub->add_option("--logstd-hidden", o.s.logstd_hidden,
+                  "GMFlow: width of the logstd MLP's hidden layer (pi-Flow: 1024; 0: the embedding width)")
+      ->check(CLI::Range(int64_t{0}, int64_t{65536}))
+      ->capture_default_str();
   sub->add_option("-s,--seed", d.seed, "Random seed (head noise, labels, noise, walk)")->capture_default_str();
   sub->add_option("--checkpoint-every", o.checkpoint_every, "Write a checkpoint every N iterations")
       ->check(CLI::PositiveNumber)
@@ -260,7 +277,31 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   const std::string adapter_path = o.output + "/adapter.safetensors";
   if (lead && o.snapshot_every > 0) io::make_output_dir(o.output + "/snapshots");
 
+  // A resumed run continues under the rules it began with: its checkpoint's recipe (clip start,
+  // EMA clock) and the student fields older files lack read as those files meant.
+  std::optional<Checkpoint> resumed;
+  std::optional<StudentConfig> resumed_student;
+  if (o.resume) {
+    resumed = load_checkpoint(files.checkpoint);
+    Distiller::recipe_of_checkpoint(*resumed, o.d);
+    const auto sc = resumed->metadata.find("student_config");
+    if (sc == resumed->metadata.end())
+      throw std::runtime_error(files.checkpoint + ": no student config in the metadata: not a distillation checkpoint");
+    try {
+      resumed_student = StudentConfig::from_json(nlohmann::json::parse(sc->second));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(files.checkpoint + ": " + e.what());
+    }
+  }
   NetworkPtr teacher = load_teacher(o, device);
+  const bool norm_given = o.train_norm_out_flag != nullptr && o.train_norm_out_flag->count() > 0;
+  if (resumed_student) {
+    o.s.head_bias_noise_per_token = resumed_student->head_bias_noise_per_token;
+    if (o.s.policy == "gmflow") o.s.logstd_hidden = resumed_student->logstd_hidden;
+    o.s.train_norm_out = norm_given ? o.train_norm_out : resumed_student->train_norm_out;
+  } else {
+    o.s.train_norm_out = o.train_norm_out && (norm_given || !teacher->final_norm_module().empty());
+  }
   // FLUX prompts: --guidance is the distilled guidance the network reads, so no CFG. A FLUX
   // network with class prompts (train-teacher --arch flux) has a null class: --guidance is CFG.
   const bool distilled_guidance = dynamic_cast<FluxNetwork*>(teacher.get()) != nullptr && !teacher->has_null_condition();
@@ -293,11 +334,12 @@ int run(DistillOptions& o, const GlobalOptions& g) {
                   o.dist.world_size * o.d.batch_size, static_cast<double>(bytes) / 1e6);
   }
   Distiller dist(make_distill_problem(student, teacher, cfg_scale, o.d, device), o.d, comm);
-  if (o.resume) {
-    const Checkpoint c = load_checkpoint(files.checkpoint);
-    if (c.metadata.count("student_config") == 0 || c.metadata.at("student_config") != o.s.to_json().dump())
-      throw std::runtime_error(files.checkpoint + ": made with another student config; resume with the same settings");
-    dist.restore(c, files.checkpoint);
+  if (resumed) {
+    if (resumed_student->to_json() != o.s.to_json())
+      throw std::runtime_error(files.checkpoint + ": made with another student config (" +
+                               resumed_student->to_json().dump() + "; these settings give " + o.s.to_json().dump() +
+                               "); resume with the same settings");
+    dist.restore(*resumed, files.checkpoint);
     if (lead) std::printf("resumed from %s at iteration %d\n", files.checkpoint.c_str(), dist.iteration());
   }
   std::ofstream log;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "arcflow/core/activation_checkpoint.h"
 #include "arcflow/core/schedule.h"
 
 namespace arcflow {
@@ -37,7 +38,11 @@ GMFlowPolicy::GMFlowPolicy(GaussianMixture g, GMFlowIntegration integration) : i
   g_.sigma_src = per_sample(g.sigma_src, g_.means, B);
 }
 
-torch::Tensor GMFlowPolicy::velocity(const torch::Tensor& x_t_in, const torch::Tensor& sigma_t) const {
+namespace {
+
+// The posterior-mean velocity of mixture g at (x_t, sigma_t) (the formulas of core/gmflow.h).
+torch::Tensor posterior_velocity(const GaussianMixture& g_, const torch::Tensor& x_t_in,
+                                 const torch::Tensor& sigma_t) {
   const int64_t B = g_.means.size(0), rank = g_.means.dim();  // rank of (B, K, ...)
   const torch::Tensor x_t = x_t_in.to(g_.means.scalar_type());
   // Per-sample scalars shaped for (B, ...) and for (B, K, ...).
@@ -60,30 +65,81 @@ torch::Tensor GMFlowPolicy::velocity(const torch::Tensor& x_t_in, const torch::T
   return (x_t - x0) / on_x(s_t);
 }
 
-torch::Tensor GMFlowPolicy::integrate(const torch::Tensor& x_a, const torch::Tensor& sigma_a,
-                                      const torch::Tensor& sigma_b) const {
-  const int64_t B = g_.means.size(0);
-  const double shift = integration_.shift;
-  // Raw-time ends per sample, in float64 on the CPU (they decide sub-step counts).
-  const torch::Tensor tau_a = unwarp(per_sample(sigma_a, g_.means, B).to(torch::kCPU, torch::kFloat64), shift);
-  const torch::Tensor tau_b = unwarp(per_sample(sigma_b, g_.means, B).to(torch::kCPU, torch::kFloat64), shift);
-  const torch::Tensor span = tau_a - tau_b;
-  const torch::Tensor count = (span * integration_.total_substeps).round().clamp_min(1.0);  // (B)
-  const int64_t max_count = count.max().item<int64_t>();
-  torch::Tensor x = x_a.to(g_.means.scalar_type());
+// Euler sub-steps of mixture g (see core/gmflow.h) between raw times tau_a and tau_a - span (B,
+// float64 on the CPU), count (B) sub-steps per sample; runs sub-steps j0 <= j < j1 from x. A
+// sample moves on sub-steps j < count_i and stands still afterwards (zero sigma step).
+torch::Tensor euler_substeps(const GaussianMixture& g, torch::Tensor x, const torch::Tensor& tau_a,
+                             const torch::Tensor& span, const torch::Tensor& count, double shift, int64_t j0,
+                             int64_t j1) {
+  const int64_t B = g.means.size(0);
   const auto on_x = [&](const torch::Tensor& t) { return broadcast_sigma(t, x.dim()); };
-  // Sample i moves on sub-steps j < count_i and stands still afterwards (zero sigma step).
   const auto sigma_at = [&](int64_t j) {
     const torch::Tensor done = torch::minimum(torch::full({B}, static_cast<double>(j), torch::kFloat64), count);
     return warp(tau_a - span * done / count, shift).to(x.device(), x.scalar_type());
   };
-  torch::Tensor s_cur = sigma_at(0);
-  for (int64_t j = 0; j < max_count; ++j) {
+  torch::Tensor s_cur = sigma_at(j0);
+  for (int64_t j = j0; j < j1; ++j) {
     const torch::Tensor s_next = sigma_at(j + 1);
-    x = x - on_x(s_cur - s_next) * velocity(x, s_cur);
+    x = x - on_x(s_cur - s_next) * posterior_velocity(g, x, s_cur);
     s_cur = s_next;
   }
   return x;
+}
+
+// Sub-steps per chunk of a checkpointed rollout: the backward pass keeps one chunk's activations.
+constexpr int64_t kSubstepsPerChunk = 8;
+
+}  // namespace
+
+torch::Tensor GMFlowPolicy::velocity(const torch::Tensor& x_t, const torch::Tensor& sigma_t) const {
+  return posterior_velocity(g_, x_t, sigma_t);
+}
+
+GMFlowPolicy::Rollout GMFlowPolicy::plan(const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) const {
+  const int64_t B = g_.means.size(0);
+  const double shift = integration_.shift;
+  // Raw-time ends per sample, in float64 on the CPU (they decide sub-step counts).
+  Rollout r;
+  r.tau_a = unwarp(per_sample(sigma_a, g_.means, B).to(torch::kCPU, torch::kFloat64), shift);
+  const torch::Tensor tau_b = unwarp(per_sample(sigma_b, g_.means, B).to(torch::kCPU, torch::kFloat64), shift);
+  r.span = r.tau_a - tau_b;
+  r.count = (r.span * integration_.total_substeps).round().clamp_min(1.0);  // (B)
+  r.max_count = r.count.max().item<int64_t>();
+  return r;
+}
+
+torch::Tensor GMFlowPolicy::integrate(const torch::Tensor& x_a, const torch::Tensor& sigma_a,
+                                      const torch::Tensor& sigma_b) const {
+  const Rollout r = plan(sigma_a, sigma_b);
+  return euler_substeps(g_, x_a.to(g_.means.scalar_type()), r.tau_a, r.span, r.count, integration_.shift, 0,
+                        r.max_count);
+}
+
+torch::Tensor GMFlowPolicy::imitation_velocity(const torch::Tensor& x_a_in, const torch::Tensor& sigma_a,
+                                               const torch::Tensor& sigma_end) const {
+  const int64_t B = g_.means.size(0);
+  const torch::Tensor x_a = x_a_in.to(g_.means.scalar_type());
+  const torch::Tensor s_a = per_sample(sigma_a, g_.means, B), s_end = per_sample(sigma_end, g_.means, B);
+  const torch::Tensor moving = s_a > s_end;  // (B): samples whose span is a real interval
+  const torch::Tensor instantaneous = velocity(x_a, s_a);
+  if (!moving.any().item<bool>()) return instantaneous;
+  // x_end from the Euler rollout, differentiated; chunks of sub-steps are recomputed in backward.
+  const Rollout r = plan(s_a, torch::where(moving, s_end, s_a));
+  const double shift = integration_.shift;
+  const torch::Tensor sigma_src = g_.sigma_src;
+  torch::Tensor x = x_a;
+  for (int64_t j0 = 0; j0 < r.max_count; j0 += kSubstepsPerChunk) {
+    const int64_t j1 = std::min(r.max_count, j0 + kSubstepsPerChunk);
+    const BlockFn chunk = [=](const std::vector<torch::Tensor>& in) {
+      const GaussianMixture g{in[1], in[2], in[3], in[4], sigma_src};
+      return std::vector<torch::Tensor>{euler_substeps(g, in[0], r.tau_a, r.span, r.count, shift, j0, j1)};
+    };
+    x = checkpointed(chunk, {x, g_.means, g_.logweights, g_.logstd, g_.x_src})[0];
+  }
+  const torch::Tensor on_moving = broadcast_sigma(moving, x_a.dim());
+  const torch::Tensor span = torch::where(moving, s_a - s_end, torch::ones_like(s_a));  // no 0/0 off the span
+  const torch::Tensor mean = (x_a - x) / broadcast_sigma(span, x_a.dim());
+  return torch::where(on_moving, mean, instantaneous);
 }
 
 PolicyPtr GMFlowPolicy::detached() const {

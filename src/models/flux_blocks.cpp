@@ -2,7 +2,7 @@
 #include <stdexcept>
 
 #include "arcflow/models/flux.h"
-#include "arcflow/models/activation_checkpoint.h"
+#include "arcflow/core/activation_checkpoint.h"
 #include "arcflow/models/param_init.h"
 
 namespace arcflow {

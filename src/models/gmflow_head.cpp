@@ -12,15 +12,21 @@ class GMFlowHead : public PolicyHead {
   GMFlowHead(torch::nn::Module& owner, const HeadLayout& layout, const PolicyHeadConfig& cfg, LoRALinear teacher_out)
       : layout_(layout), K_(cfg.K) {
     const int64_t D = layout.feature_dim, E = layout.embed_dim, P = layout.pixels;
+    const int64_t H = cfg.logstd_hidden > 0 ? cfg.logstd_hidden : E;  // 0: the width of files before H was set
     means_ = owner.register_module("proj_out_means", torch::nn::Linear(D, K_ * P * layout.channels));
     logweights_ = owner.register_module("proj_out_logweights", torch::nn::Linear(D, K_ * P));
     logstds_ = owner.register_module(
-        "proj_out_logstds", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(E, E), torch::nn::SiLU(),
-                                                  torch::nn::Linear(E, 1)));
-    init_means_from_teacher(means_, teacher_out, K_, cfg.head_bias_noise);
+        "proj_out_logstds", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(E, H), torch::nn::SiLU(),
+                                                  torch::nn::Linear(H, 1)));
+    init_means_from_teacher(means_, teacher_out, layout, cfg);
     torch::NoGradGuard no_grad;
     logweights_->weight.zero_();
     logweights_->bias.zero_();
+    if (cfg.logstd_hidden > 0) {  // pi-Flow's init of the hidden layer (older files kept torch's default)
+      auto hidden = logstds_[1]->as<torch::nn::Linear>();
+      torch::nn::init::xavier_uniform_(hidden->weight);
+      hidden->bias.zero_();
+    }
     for (auto& p : logstds_[3]->parameters()) p.zero_();  // logstd 0 at the start: v = sigma_s^2
   }
 

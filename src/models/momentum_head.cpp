@@ -17,7 +17,7 @@ class MomentumHead : public PolicyHead {
     means_ = owner.register_module("proj_out_means", torch::nn::Linear(D, K_ * P * layout.channels));
     logweights_ = owner.register_module("proj_out_logweights", torch::nn::Linear(D, K_ * P));
     if (K_ > 1) log_gammas_ = owner.register_module("proj_out_log_gammas", torch::nn::Linear(D, (K_ - 1) * P));
-    init_means_from_teacher(means_, teacher_out, K_, cfg.head_bias_noise);
+    init_means_from_teacher(means_, teacher_out, layout, cfg);
     torch::NoGradGuard no_grad;
     logweights_->weight.zero_();
     logweights_->bias.zero_();

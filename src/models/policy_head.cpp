@@ -25,11 +25,20 @@ const PolicyHeadEntry& find_policy_head(const std::string& name) {
   throw std::invalid_argument("unknown policy '" + name + "' (known: " + names + ")");
 }
 
-void init_means_from_teacher(torch::nn::Linear& means, LoRALinear teacher_out, int64_t K, double bias_noise) {
+void init_means_from_teacher(torch::nn::Linear& means, LoRALinear teacher_out, const HeadLayout& layout,
+                             const PolicyHeadConfig& cfg) {
   torch::NoGradGuard no_grad;
   const torch::Tensor w = teacher_out->weight, b = teacher_out->bias;
+  const int64_t K = cfg.K, P = layout.pixels, C = layout.channels;
+  if (b.size(0) != P * C)
+    throw std::invalid_argument("policy head: the output layer has " + std::to_string(b.size(0)) +
+                                " outputs, the layout says " + std::to_string(P) + " pixels x " + std::to_string(C) +
+                                " channels");
   means->weight.copy_(w.repeat({K, 1}));
-  means->bias.copy_(b.repeat({K}) + torch::randn({means->bias.size(0)}, b.options()) * bias_noise);
+  const torch::Tensor noise = cfg.head_bias_noise_per_token
+                                  ? torch::randn({K, 1, C}, b.options()).expand({K, P, C}).reshape({K * P * C})
+                                  : torch::randn({K * P * C}, b.options());
+  means->bias.copy_(b.repeat({K}) + noise * cfg.head_bias_noise);
 }
 
 }  // namespace arcflow

@@ -27,6 +27,8 @@ void StudentConfig::validate() const {
   if (head_bias_noise < 0) throw std::invalid_argument("student config: head_bias_noise must be >= 0");
   if (!(min_gamma > 0) || !(max_gamma >= min_gamma))
     throw std::invalid_argument("student config: need 0 < min_gamma <= max_gamma");
+  if (logstd_hidden < 0 || logstd_hidden > 65536)
+    throw std::invalid_argument("student config: logstd_hidden must be in [0, 65536], got " + std::to_string(logstd_hidden));
 }
 
 nlohmann::json StudentConfig::to_json() const {
@@ -37,9 +39,11 @@ nlohmann::json StudentConfig::to_json() const {
                       {"lora_targets", lora.targets},
                       {"train_norm_out", train_norm_out},
                       {"head_bias_noise", head_bias_noise},
+                      {"head_bias_noise_per_token", head_bias_noise_per_token},
                       {"min_gamma", min_gamma},
                       {"max_gamma", max_gamma}};
   if (policy != "arcflow") j["policy"] = policy;
+  if (policy == "gmflow") j["logstd_hidden"] = logstd_hidden;
   return j;
 }
 
@@ -56,6 +60,9 @@ StudentConfig StudentConfig::from_json(const nlohmann::json& j) {
     c.head_bias_noise = j.at("head_bias_noise").get<double>();
     c.min_gamma = j.at("min_gamma").get<double>();
     c.max_gamma = j.at("max_gamma").get<double>();
+    // Fields newer than some files: absent means what those files were made with.
+    c.head_bias_noise_per_token = j.value("head_bias_noise_per_token", false);
+    c.logstd_hidden = j.value("logstd_hidden", int64_t{0});
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("student config: ") + e.what());
   }
@@ -168,7 +175,7 @@ LoRAStudent load_adapter(const NetworkPtr& teacher, const std::string& path, io:
     const auto cfg_text = f.metadata.find("config"), tc_text = f.metadata.find("teacher_config");
     if (cfg_text == f.metadata.end() || tc_text == f.metadata.end())
       throw std::invalid_argument("the metadata lacks \"config\" or \"teacher_config\"");
-    const StudentConfig cfg = StudentConfig::from_json(nlohmann::json::parse(cfg_text->second));
+    StudentConfig cfg = StudentConfig::from_json(nlohmann::json::parse(cfg_text->second));
     const nlohmann::json tc = nlohmann::json::parse(tc_text->second);
     if (tc != teacher->config_json())
       throw std::invalid_argument("made for a teacher with config " + tc.dump() + ", this teacher has " +
@@ -183,6 +190,14 @@ LoRAStudent load_adapter(const NetworkPtr& teacher, const std::string& path, io:
       throw std::invalid_argument("tensor 'proj_out_means.weight' is missing or not (" + std::to_string(rows) + ", " +
                                   std::to_string(layout.feature_dim) + ") as K = " + std::to_string(cfg.K) +
                                   " in the config says");
+    if (cfg.policy == "gmflow") {  // the logstd MLP's width is the file's (older files: the embedding width)
+      const auto hidden = f.tensors.find("proj_out_logstds.1.weight");
+      if (hidden == f.tensors.end() || hidden->second.dim() != 2 || hidden->second.size(1) != layout.embed_dim)
+        throw std::invalid_argument("tensor 'proj_out_logstds.1.weight' is missing or not (H, " +
+                                    std::to_string(layout.embed_dim) + ")");
+      cfg.logstd_hidden = hidden->second.size(0);
+      cfg.validate();
+    }
     bool has_lora = false;
     for (const auto& [name, x] : f.tensors) {
       if (!ends_with(name, ".lora_A.weight")) continue;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "arcflow/core/schedule.h"
@@ -108,7 +109,7 @@ std::vector<double> Distiller::micro_batch(int64_t B, at::Generator& gen, double
       }
       const torch::Tensor tau_b = tau_a - teacher_iv.select(1, j);
       // Mean velocity over [tau_a, tau_b - W], or the instantaneous one when that is < 2 substeps
-      // (policies without a closed form always predict the instantaneous velocity).
+      // (closed form for the momentum mixture, a differentiated Euler rollout for GMFlow).
       torch::Tensor span_end = tau_b - W;
       span_end = torch::where(tau_a - span_end < 2.0 * substep, tau_a, span_end);
       const torch::Tensor pred = P->imitation_velocity(x_a, sigma_a, sig(span_end));
@@ -165,7 +166,9 @@ DistillStats Distiller::step() {
     auto& o = static_cast<torch::optim::AdamWOptions&>(g.options());
     o.lr(&g == &optimizer_->param_groups().front() ? stats.lr : stats.lr * cfg_.log_gamma_lr_mult);
   }
-  stats.grad_norm = torch::nn::utils::clip_grad_norm_(all_params_, cfg_.grad_clip);
+  // Before grad_clip_start the norm is measured but nothing is clipped.
+  const double clip = it >= cfg_.grad_clip_start ? cfg_.grad_clip : std::numeric_limits<double>::infinity();
+  stats.grad_norm = torch::nn::utils::clip_grad_norm_(all_params_, clip);
   if (!std::isfinite(stats.grad_norm)) stats.skipped = true;
   if (stats.skipped) {
     ++skipped_;
@@ -186,7 +189,8 @@ DistillStats Distiller::step() {
 void Distiller::update_ema() {
   torch::NoGradGuard no_grad;
   // beta_t = (1 - 1/t)^(gamma + 1) from iteration ema_start on; before it the EMA tracks the weights.
-  const double beta = iteration_ < cfg_.ema_start ? 0.0 : std::pow(1.0 - 1.0 / iteration_, cfg_.ema_gamma + 1.0);
+  const double t = cfg_.ema_clock_from_start ? iteration_ + 1.0 - cfg_.ema_start : static_cast<double>(iteration_);
+  const double beta = iteration_ < cfg_.ema_start || t < 1.0 ? 0.0 : std::pow(1.0 - 1.0 / t, cfg_.ema_gamma + 1.0);
   for (size_t i = 0; i < all_params_.size(); ++i) ema_[i].mul_(beta).add_(all_params_[i].detach(), 1.0 - beta);
 }
 
@@ -215,6 +219,9 @@ Checkpoint Distiller::checkpoint() {
   c.metadata["skipped_steps"] = std::to_string(skipped_);
   c.metadata["world_size"] = std::to_string(world_size());
   c.metadata["micro_batches"] = std::to_string(cfg_.micro_batches);
+  // The recipe rules a resume must keep (files without them: clip from 1, EMA clock t = iteration).
+  c.metadata["grad_clip_start"] = std::to_string(cfg_.grad_clip_start);
+  c.metadata["ema_clock"] = cfg_.ema_clock_from_start ? "from_start" : "iteration";
   return c;
 }
 
@@ -263,6 +270,13 @@ void Distiller::restore(const Checkpoint& ckpt, const std::string& source) {
   }
   iteration_ = static_cast<int>(ckpt.step);
   skipped_ = ckpt.metadata.count("skipped_steps") ? std::stoi(ckpt.metadata.at("skipped_steps")) : 0;
+}
+
+void Distiller::recipe_of_checkpoint(const Checkpoint& ckpt, DistillConfig& cfg) {
+  const auto it = ckpt.metadata.find("grad_clip_start");
+  cfg.grad_clip_start = it == ckpt.metadata.end() ? 1 : std::stoi(it->second);
+  const auto clock = ckpt.metadata.find("ema_clock");
+  cfg.ema_clock_from_start = clock != ckpt.metadata.end() && clock->second == "from_start";
 }
 
 void Distiller::load_ema_into_params() {

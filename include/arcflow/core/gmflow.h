@@ -54,11 +54,24 @@ class GMFlowPolicy : public Policy {
   // Euler sub-steps (see above); each sample takes its own count when sigmas differ per sample.
   torch::Tensor integrate(const torch::Tensor& x_a, const torch::Tensor& sigma_a,
                           const torch::Tensor& sigma_b) const override;
+  // pi-Flow's prediction at a walk state (its `policy_average_u`): the mean velocity
+  // (x_a - x_end) / (sigma_a - sigma_end) over the Euler rollout of integrate() from sigma_a to
+  // sigma_end, differentiated (the rollout's sub-steps are checkpointed in chunks, so backward
+  // memory does not grow with their number); the instantaneous velocity for samples whose
+  // sigma_end == sigma_a (the distiller's choice when the span is under 2 sub-steps).
+  torch::Tensor imitation_velocity(const torch::Tensor& x_a, const torch::Tensor& sigma_a,
+                                   const torch::Tensor& sigma_end) const override;
   PolicyPtr detached() const override;
   PolicyPtr dropout(double prob, at::Generator gen) const override;
   PolicyPtr with_temperature(double temperature) const override;
 
  private:
+  struct Rollout {  // the sub-steps from sigma_a to sigma_b, per sample (float64, CPU)
+    torch::Tensor tau_a, span, count;
+    int64_t max_count = 0;
+  };
+  Rollout plan(const torch::Tensor& sigma_a, const torch::Tensor& sigma_b) const;
+
   GaussianMixture g_;
   GMFlowIntegration integration_;
 };

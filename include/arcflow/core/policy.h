@@ -43,8 +43,9 @@ class Policy {
                                   const torch::Tensor& sigma_b) const = 0;
   // The student's prediction at a walk state (x_a, sigma_a) that distillation compares with the
   // teacher's velocity there (ARCFLOW.md section 4, step 4). sigma_end <= sigma_a closes the span
-  // the prediction may average over. Default: the instantaneous velocity at (x_a, sigma_a)
-  // (pi-Flow's pi-ID); the momentum mixture averages over [sigma_end, sigma_a] in closed form.
+  // the prediction may average over. Default: the instantaneous velocity at (x_a, sigma_a); the
+  // momentum mixture averages over [sigma_end, sigma_a] in closed form, GMFlow over its Euler
+  // rollout (pi-Flow's pi-ID, section 2b).
   virtual torch::Tensor imitation_velocity(const torch::Tensor& x_a, const torch::Tensor& sigma_a,
                                            const torch::Tensor& sigma_end) const;
 

@@ -250,7 +250,7 @@ class FluxTransformerImpl : public torch::nn::Module {
   torch::Device device() const { return x_embedder->weight.device(); }
 
   FluxConfig config;
-  // Activation checkpointing (models/activation_checkpoint.h): in training mode with gradients on,
+  // Activation checkpointing (core/activation_checkpoint.h): in training mode with gradients on,
   // every block's activations are recomputed in backward instead of kept.
   bool checkpoint_blocks = false;
   LoRALinear x_embedder{nullptr}, context_embedder{nullptr};

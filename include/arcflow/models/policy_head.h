@@ -27,7 +27,9 @@ struct PolicyHeadConfig {
   std::string policy = "arcflow";  // a name from policy_heads()
   int64_t K = 16;                  // mixture components
   double head_bias_noise = 0.05;   // std of the noise on each component's copied bias
+  bool head_bias_noise_per_token = true;  // one draw per (component, channel), shared by a token's pixels
   double min_gamma = 0.2, max_gamma = 4.0;  // momentum head: initial gammas, evenly spaced in log
+  int64_t logstd_hidden = 1024;    // GMFlow head: logstd MLP width (0: the embedding width)
 };
 
 // How policies without a closed form integrate (GMFlow's Euler sub-steps): the schedule's shift
@@ -65,8 +67,10 @@ const std::vector<PolicyHeadEntry>& policy_heads();
 const PolicyHeadEntry& find_policy_head(const std::string& name);
 
 // Section 3's initialisation of a means layer from the teacher's output layer (out = pixels *
-// channels values per token): each of the K components a copy of the teacher's weight and bias,
-// plus N(0, noise^2) on the bias (torch's global generator).
-void init_means_from_teacher(torch::nn::Linear& means, LoRALinear teacher_out, int64_t K, double bias_noise);
+// channels values per token, ordered (pixel, channel)): each of the K components a copy of the
+// teacher's weight and bias, plus N(0, noise^2) on the bias (torch's global generator), drawn once
+// per (component, channel) and shared by the token's pixels when per_token, else once per output.
+void init_means_from_teacher(torch::nn::Linear& means, LoRALinear teacher_out, const HeadLayout& layout,
+                             const PolicyHeadConfig& cfg);
 
 }  // namespace arcflow

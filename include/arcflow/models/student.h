@@ -41,13 +41,23 @@ struct StudentConfig {
   std::string policy = "arcflow";  // a name from policy_heads(); "arcflow" with K = 1 is linear
   int64_t K = 16;
   LoRAConfig lora{8, 8.0, 0.05, {}};  // no targets: the network's default_lora_targets()
-  bool train_norm_out = false;        // also train the final norm's modulation (as the reference may)
+  bool train_norm_out = false;        // also train the final norm's modulation (as the reference does)
   double head_bias_noise = 0.05;      // std of the noise on each component's copied bias
+  // The bias noise is drawn once per (component, channel) and shared by a token's pixels (the
+  // reference's rule); false: one draw per output (configs written before this field).
+  bool head_bias_noise_per_token = true;
   double min_gamma = 0.2, max_gamma = 4.0;
+  // GMFlow: hidden width H of the logstd MLP (pi-Flow's 1024); 0: the network's embedding width
+  // (files written before this field). Adapters load with the width their tensors have.
+  int64_t logstd_hidden = 1024;
 
-  PolicyHeadConfig head() const { return {policy, K, head_bias_noise, min_gamma, max_gamma}; }
+  PolicyHeadConfig head() const {
+    return {policy, K, head_bias_noise, head_bias_noise_per_token, min_gamma, max_gamma, logstd_hidden};
+  }
   void validate() const;  // std::invalid_argument naming the field
-  // "policy" is written only when it is not "arcflow" (so ArcFlow configs read as before).
+  // "policy" is written only when it is not "arcflow" (so ArcFlow configs read as before);
+  // "logstd_hidden" only for GMFlow. Fields missing from older files read as those files meant
+  // (head_bias_noise_per_token false, logstd_hidden 0).
   nlohmann::json to_json() const;
   static StudentConfig from_json(const nlohmann::json& j);  // strict; std::invalid_argument
 };

@@ -36,8 +36,17 @@ struct DistillConfig {
   double beta1 = 0.9, beta2 = 0.95, weight_decay = 0.0;
   int warmup_iters = 100;
   double grad_clip = 50.0;
+  // Gradients are clipped from this iteration on (1-based; before it the learning rate is still
+  // warming up and nothing is clipped, as the reference does). 1: from the first iteration, the
+  // rule of runs made before this setting existed.
+  int grad_clip_start = 100;
   double ema_gamma = 7.0;
+  // EMA: before iteration ema_start the EMA copies the weights; from it on it averages with
+  // beta_t = (1 - 1/t)^(ema_gamma + 1) on the clock t = iteration + 1 - ema_start (t = 1 at
+  // ema_start: a copy). ema_clock_from_start = false keeps the old clock t = iteration (runs
+  // made before the clock started at ema_start).
   int ema_start = 100;
+  bool ema_clock_from_start = true;
   uint64_t seed = 0;
   // Gradient accumulation: the batch is split into this many micro-batches of batch_size /
   // micro_batches samples (it must divide), each with its own random stream. Data parallelism
@@ -99,6 +108,10 @@ class Distiller {
   // tensors in the same order and shapes); errors name `source`.
   Checkpoint checkpoint();
   void restore(const Checkpoint& ckpt, const std::string& source);
+  // The recipe rules a checkpoint was written under (grad_clip_start, ema_clock_from_start) set
+  // in `cfg`: checkpoints from before these settings existed clip from iteration 1 and run the
+  // EMA clock on the iteration. Resume builds its distiller with them so a run continues as it began.
+  static void recipe_of_checkpoint(const Checkpoint& ckpt, DistillConfig& cfg);
 
  private:
   double lr_at(int iteration) const;

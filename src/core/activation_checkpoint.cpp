@@ -1,8 +1,8 @@
-// Implementation of arcflow/models/activation_checkpoint.h: a custom autograd function whose
+// Implementation of arcflow/core/activation_checkpoint.h: a custom autograd function whose
 // forward runs the block under NoGradGuard and whose backward recomputes it on detached copies of
 // the inputs and calls torch::autograd::backward on the recomputed outputs, which both fills the
 // copies' .grad (returned as the inputs' gradients) and accumulates the parameters' .grad.
-#include "arcflow/models/activation_checkpoint.h"
+#include "arcflow/core/activation_checkpoint.h"
 
 namespace arcflow {
 namespace {
