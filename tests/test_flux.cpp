@@ -60,8 +60,11 @@ TEST(FluxReference, DevTransformerMatchesPython) {
   EXPECT_LT(e_v, kTol);
   EXPECT_LT(e_f, kTol);
   EXPECT_LT(e_t, kTol);
-  EXPECT_TRUE(torch::equal(unpack_latents(v, lat.size(2), lat.size(3)),
-                           unpack_latents(flux_case("dev.velocity"), lat.size(2), lat.size(3))));
+  // Unpacking is a permutation: the unpacked velocities stay as close as the packed ones (not
+  // bit-equal: the fixture's floats come from another machine's kernels; 1.1e-6 apart on an AVX-512 CPU).
+  EXPECT_LT(max_abs_diff(unpack_latents(v, lat.size(2), lat.size(3)),
+                         unpack_latents(flux_case("dev.velocity"), lat.size(2), lat.size(3))),
+            kTol);
   EXPECT_TRUE(torch::equal(unpack_latents(flux_case("dev.velocity"), 8, 6), flux_case("dev.velocity_unpacked")));
 }
 

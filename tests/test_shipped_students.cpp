@@ -60,5 +60,7 @@ TEST(ShippedModels, TeacherReproducesItsGuidedEulerSamples) {
   s.steps = 4;
   s.cfg_scale = 4.0;
   const torch::Tensor got = sample_teacher(teacher, want.noise, Condition::labels(want.labels), s);
-  EXPECT_LE(max_abs(got, want.samples), 1e-6);
+  // 1e-5 as for the students: the fixture's floats come from another machine's kernels (6.4e-6 apart
+  // on an AMD EPYC with AVX-512, measured); a changed teacher or sampler moves them by far more.
+  EXPECT_LE(max_abs(got, want.samples), 1e-5);
 }
