@@ -123,18 +123,23 @@ torch::Tensor GMFlowPolicy::imitation_velocity(const torch::Tensor& x_a_in, cons
   const torch::Tensor moving = s_a > s_end;  // (B): samples whose span is a real interval
   const torch::Tensor instantaneous = velocity(x_a, s_a);
   if (!moving.any().item<bool>()) return instantaneous;
-  // x_end from the Euler rollout, differentiated; chunks of sub-steps are recomputed in backward.
+  // x_end from the Euler rollout, differentiated (for large policies recomputed in backward in chunks).
   const Rollout r = plan(s_a, torch::where(moving, s_end, s_a));
   const double shift = integration_.shift;
   const torch::Tensor sigma_src = g_.sigma_src;
   torch::Tensor x = x_a;
-  for (int64_t j0 = 0; j0 < r.max_count; j0 += kSubstepsPerChunk) {
-    const int64_t j1 = std::min(r.max_count, j0 + kSubstepsPerChunk);
-    const BlockFn chunk = [=](const std::vector<torch::Tensor>& in) {
-      const GaussianMixture g{in[1], in[2], in[3], in[4], sigma_src};
-      return std::vector<torch::Tensor>{euler_substeps(g, in[0], r.tau_a, r.span, r.count, shift, j0, j1)};
-    };
-    x = checkpointed(chunk, {x, g_.means, g_.logweights, g_.logstd, g_.x_src})[0];
+  const bool recompute = g_.means.numel() >= integration_.checkpoint_min_elements;
+  if (!recompute) {  // small policies: one differentiated rollout, graph kept
+    x = euler_substeps(g_, x_a, r.tau_a, r.span, r.count, shift, 0, r.max_count);
+  } else {
+    for (int64_t j0 = 0; j0 < r.max_count; j0 += kSubstepsPerChunk) {
+      const int64_t j1 = std::min(r.max_count, j0 + kSubstepsPerChunk);
+      const BlockFn chunk = [=](const std::vector<torch::Tensor>& in) {
+        const GaussianMixture g{in[1], in[2], in[3], in[4], sigma_src};
+        return std::vector<torch::Tensor>{euler_substeps(g, in[0], r.tau_a, r.span, r.count, shift, j0, j1)};
+      };
+      x = checkpointed(chunk, {x, g_.means, g_.logweights, g_.logstd, g_.x_src})[0];
+    }
   }
   const torch::Tensor on_moving = broadcast_sigma(moving, x_a.dim());
   const torch::Tensor span = torch::where(moving, s_a - s_end, torch::ones_like(s_a));  // no 0/0 off the span

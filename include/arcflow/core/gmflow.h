@@ -30,6 +30,10 @@ namespace arcflow {
 struct GMFlowIntegration {
   double shift = 1.0;
   int total_substeps = 128;
+  // imitation_velocity recomputes its rollout's sub-steps in backward (bounded memory) when the
+  // means hold at least this many elements (0: always); smaller policies (the 2-D toy) keep the
+  // graph, which costs little memory and saves the recomputation.
+  int64_t checkpoint_min_elements = int64_t{1} << 16;
 };
 
 struct GaussianMixture {
@@ -56,8 +60,9 @@ class GMFlowPolicy : public Policy {
                           const torch::Tensor& sigma_b) const override;
   // pi-Flow's prediction at a walk state (its `policy_average_u`): the mean velocity
   // (x_a - x_end) / (sigma_a - sigma_end) over the Euler rollout of integrate() from sigma_a to
-  // sigma_end, differentiated (the rollout's sub-steps are checkpointed in chunks, so backward
-  // memory does not grow with their number); the instantaneous velocity for samples whose
+  // sigma_end, differentiated (for policies of checkpoint_min_elements or more the sub-steps are
+  // recomputed in backward in chunks, so memory does not grow with their number); the
+  // instantaneous velocity for samples whose
   // sigma_end == sigma_a (the distiller's choice when the span is under 2 sub-steps).
   torch::Tensor imitation_velocity(const torch::Tensor& x_a, const torch::Tensor& sigma_a,
                                    const torch::Tensor& sigma_end) const override;
