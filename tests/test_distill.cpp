@@ -42,17 +42,23 @@ DistillConfig small_config() {
   return c;
 }
 
+// The problem of a K = 1 free student imitating the teacher u = c (3 values) everywhere.
+DistillProblem constant_field_problem(const std::shared_ptr<FreePolicy>& student, const torch::Tensor& c) {
+  DistillProblem prob;
+  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
+  prob.teacher = [c](const torch::Tensor& x, const torch::Tensor&, const Condition&) { return c.expand({x.size(0), 3}); };
+  prob.sample_shape = {3};
+  prob.params = {student->means, student->logweights};
+  return prob;
+}
+
 }  // namespace
 
 TEST(Distiller, LearnsAConstantTeacherField) {
   // Teacher u = c everywhere: the exact student policy is the constant velocity c, loss 0.
   const torch::Tensor c = torch::tensor({0.7f, -1.3f, 0.2f});
   auto student = std::make_shared<FreePolicy>(1, 3);
-  DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
-  prob.teacher = [c](const torch::Tensor& x, const torch::Tensor&, const Condition&) { return c.expand({x.size(0), 3}); };
-  prob.sample_shape = {3};
-  prob.params = {student->means, student->logweights};
+  const DistillProblem prob = constant_field_problem(student, c);
   Distiller d(prob, small_config());
   DistillStats first, last;
   for (int i = 0; i < 400; ++i) {
@@ -263,11 +269,7 @@ TEST(Distiller, ClippingStartsAtGradClipStart) {
   // the parameters' .grad holds what the optimizer used (clipped or not).
   const torch::Tensor c = torch::full({3}, 50.0f);
   auto student = std::make_shared<FreePolicy>(1, 3);
-  DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
-  prob.teacher = [c](const torch::Tensor& x, const torch::Tensor&, const Condition&) { return c.expand({x.size(0), 3}); };
-  prob.sample_shape = {3};
-  prob.params = {student->means, student->logweights};
+  const DistillProblem prob = constant_field_problem(student, c);
   DistillConfig cfg = small_config();
   cfg.lr = 1e-4;
   cfg.grad_clip = 1.0;
@@ -287,11 +289,7 @@ TEST(Distiller, ClippingStartsAtGradClipStart) {
 TEST(Distiller, EmaCopiesBeforeEmaStartThenAveragesOnItsOwnClock) {
   const torch::Tensor c = torch::tensor({0.7f, -1.3f, 0.2f});
   auto student = std::make_shared<FreePolicy>(1, 3);
-  DistillProblem prob;
-  prob.student = [student](const torch::Tensor& x, const torch::Tensor& s, const Condition&) { return (*student)(x, s); };
-  prob.teacher = [c](const torch::Tensor& x, const torch::Tensor&, const Condition&) { return c.expand({x.size(0), 3}); };
-  prob.sample_shape = {3};
-  prob.params = {student->means, student->logweights};
+  const DistillProblem prob = constant_field_problem(student, c);
   DistillConfig cfg = small_config();
   cfg.ema_start = 5;
   cfg.ema_gamma = 7.0;

@@ -272,36 +272,36 @@ TEST(GMFlow, ImitationVelocityGradientMatchesFiniteDifferences) {
   // A rollout of 40 sub-steps, recomputed in backward in 5 chunks (min_elements 0) or kept whole;
   // d(sum(w * pred)) / d(every parameter) by central differences in float64.
   for (const int64_t min_elements : {int64_t{0}, int64_t{1} << 30}) {
-  SCOPED_TRACE(min_elements == 0 ? "checkpointed rollout" : "plain rollout");
-  const int64_t B = 2;
-  GaussianMixture g = random_mixture(B, 2, 0.9, true);
-  const double shift = 1.5, sa = 0.8, se = 0.3;
-  const int total = 80;
-  const torch::Tensor x_a = g.x_src + 0.05;
-  const torch::Tensor w = torch::randn({B, 1, 2, 2}, kF64);
-  const auto objective = [&](const GaussianMixture& gm) {
-    const GMFlowPolicy p(gm, {shift, total, min_elements});
-    return (w * p.imitation_velocity(x_a, torch::full({B}, sa, kF64), torch::full({B}, se, kF64))).sum();
-  };
-  objective(g).backward();
-  const double h = 1e-6;
-  for (torch::Tensor* t : {&g.means, &g.logweights, &g.logstd}) {
-    const torch::Tensor grad = t->grad().clone();
-    const torch::Tensor base = t->detach().clone();
-    const torch::Tensor flat = base.flatten();
-    for (int64_t i = 0; i < flat.numel(); i += 3) {
-      torch::NoGradGuard ng;
-      GaussianMixture gp{g.means.detach(), g.logweights.detach(), g.logstd.detach(), g.x_src, g.sigma_src};
-      GaussianMixture gm = gp;
-      torch::Tensor* slot_p = t == &g.means ? &gp.means : t == &g.logweights ? &gp.logweights : &gp.logstd;
-      torch::Tensor* slot_m = t == &g.means ? &gm.means : t == &g.logweights ? &gm.logweights : &gm.logstd;
-      *slot_p = base.clone();
-      *slot_m = base.clone();
-      slot_p->view(-1)[i] += h;
-      slot_m->view(-1)[i] -= h;
-      const double fd = (objective(gp).item<double>() - objective(gm).item<double>()) / (2 * h);
-      EXPECT_NEAR(grad.view(-1)[i].item<double>(), fd, 1e-6 * std::max(1.0, std::abs(fd))) << "element " << i;
+    SCOPED_TRACE(min_elements == 0 ? "checkpointed rollout" : "plain rollout");
+    const int64_t B = 2;
+    GaussianMixture g = random_mixture(B, 2, 0.9, true);
+    const double shift = 1.5, sa = 0.8, se = 0.3;
+    const int total = 80;
+    const torch::Tensor x_a = g.x_src + 0.05;
+    const torch::Tensor w = torch::randn({B, 1, 2, 2}, kF64);
+    const auto objective = [&](const GaussianMixture& gm) {
+      const GMFlowPolicy p(gm, {shift, total, min_elements});
+      return (w * p.imitation_velocity(x_a, torch::full({B}, sa, kF64), torch::full({B}, se, kF64))).sum();
+    };
+    objective(g).backward();
+    const double h = 1e-6;
+    for (torch::Tensor* t : {&g.means, &g.logweights, &g.logstd}) {
+      const torch::Tensor grad = t->grad().clone();
+      const torch::Tensor base = t->detach().clone();
+      const torch::Tensor flat = base.flatten();
+      for (int64_t i = 0; i < flat.numel(); i += 3) {
+        torch::NoGradGuard ng;
+        GaussianMixture gp{g.means.detach(), g.logweights.detach(), g.logstd.detach(), g.x_src, g.sigma_src};
+        GaussianMixture gm = gp;
+        torch::Tensor* slot_p = t == &g.means ? &gp.means : t == &g.logweights ? &gp.logweights : &gp.logstd;
+        torch::Tensor* slot_m = t == &g.means ? &gm.means : t == &g.logweights ? &gm.logweights : &gm.logstd;
+        *slot_p = base.clone();
+        *slot_m = base.clone();
+        slot_p->view(-1)[i] += h;
+        slot_m->view(-1)[i] -= h;
+        const double fd = (objective(gp).item<double>() - objective(gm).item<double>()) / (2 * h);
+        EXPECT_NEAR(grad.view(-1)[i].item<double>(), fd, 1e-6 * std::max(1.0, std::abs(fd))) << "element " << i;
+      }
     }
-  }
   }
 }
