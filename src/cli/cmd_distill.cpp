@@ -283,11 +283,11 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   std::optional<StudentConfig> resumed_student;
   if (o.resume) {
     resumed = load_checkpoint(files.checkpoint);
-    Distiller::recipe_of_checkpoint(*resumed, o.d);
     const auto sc = resumed->metadata.find("student_config");
     if (sc == resumed->metadata.end())
       throw std::runtime_error(files.checkpoint + ": no student config in the metadata: not a distillation checkpoint");
-    try {
+    try {  // a malformed recipe number or student config is named with the file
+      Distiller::recipe_of_checkpoint(*resumed, o.d);
       resumed_student = StudentConfig::from_json(nlohmann::json::parse(sc->second));
     } catch (const std::exception& e) {
       throw std::runtime_error(files.checkpoint + ": " + e.what());
