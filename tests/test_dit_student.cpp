@@ -2,6 +2,7 @@
 // problem, each checked against an independent computation.
 #include <gtest/gtest.h>
 
+#include "arcflow/core/gmflow.h"
 #include "arcflow/core/schedule.h"
 #include "arcflow/core/momentum.h"
 #include "arcflow/models/dit.h"
@@ -315,6 +316,86 @@ TEST(DiTStudent, GMFlowHeadStartsAsTheTeacherAndRoundTrips) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("m.safetensors"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("unknown policy 'mystery'"), std::string::npos) << e.what();
+  }
+}
+
+// pi-Flow's "auto" temperature: with none asked for, a GMFlow student samples its non-final steps
+// at 0.1 (2 NFE) and its last at 1, computed here step by step from the student's raw policies and
+// a tempered mixture built by hand (logits / T, logstd + log(T) / 2: variance * T).
+TEST(DiTStudent, GMFlowSamplesAtPiFlowsAutoTemperatureOnNonFinalStepsOnly) {
+  DiT teacher = random_teacher(tiny(), 11);
+  teacher->eval();
+  StudentConfig c = student_cfg(4, 0.0);
+  c.policy = "gmflow";
+  LoRAStudent s(teacher.ptr(), c);
+  s->eval();
+  torch::NoGradGuard g;
+  for (auto& t : s->parameters())
+    if (t.requires_grad()) t.normal_(0.0, 0.3);  // logits and logstd away from their zero start
+  EXPECT_DOUBLE_EQ(s->auto_temperature(1), 1.0);
+  EXPECT_DOUBLE_EQ(s->auto_temperature(2), 0.1);
+  EXPECT_NEAR(s->auto_temperature(4), 0.3, 1e-15);
+  EXPECT_DOUBLE_EQ(s->auto_temperature(20), 1.0);
+
+  const torch::Tensor noise = make_noise(3, {2, 8, 8}, 5, torch::kCPU);
+  const torch::Tensor y = torch::tensor({0, 2, 1}, torch::kLong);
+  const Condition cond = Condition::labels(y);
+  StudentSampling so;
+  so.nfe = 2;
+  so.shift = 3.0;
+  so.total_substeps = 16;
+  ASSERT_FALSE(so.temperature.has_value());  // "auto" is the default
+  EXPECT_DOUBLE_EQ(so.temperature_for(*s), 0.1);
+  const torch::Tensor got = sample_student(*s, noise, cond, so);
+
+  // By hand: step 1 tempered at 0.1, step 2 at 1.
+  s->integration = IntegrationOptions{so.shift, so.total_substeps};
+  const std::vector<Segment> segs = segments(2, so.shift, 1.0);
+  torch::Tensor x = noise;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const torch::Tensor sa = torch::full({3}, segs[i].sigma_src), sb = torch::full({3}, segs[i].sigma_dst);
+    const PolicyPtr p = s->policy(x, sa, cond);
+    const auto& gm = dynamic_cast<const GMFlowPolicy&>(*p);
+    GaussianMixture m = gm.mixture();
+    if (i == 0) {
+      m.logweights = m.logweights / 0.1;
+      m.logstd = m.logstd + 0.5 * std::log(0.1);
+    }
+    x = GMFlowPolicy(m, GMFlowIntegration{so.shift, so.total_substeps}).integrate(x, sa, sb);
+  }
+  EXPECT_LT((got - x).abs().max().item<double>(), 1e-6);
+  // An explicit temperature overrides the rule: T = 1 everywhere is another sample.
+  so.temperature = 1.0;
+  const torch::Tensor plain = sample_student(*s, noise, cond, so);
+  EXPECT_GT((plain - got).abs().max().item<double>(), 1e-3);
+  so.temperature = 0.1;
+  EXPECT_TRUE(torch::equal(sample_student(*s, noise, cond, so), got));
+  // One step: the last, so T = 1 whatever the rule.
+  so.nfe = 1;
+  so.temperature.reset();
+  EXPECT_TRUE(torch::equal(sample_student(*s, noise, cond, so), [&] {
+    StudentSampling one = so;
+    one.temperature = 1.0;
+    return sample_student(*s, noise, cond, one);
+  }()));
+  // ArcFlow's reference has no working temperature: its "auto" is 1.
+  LoRAStudent a(teacher.ptr(), student_cfg(4));
+  EXPECT_DOUBLE_EQ(a->auto_temperature(2), 1.0);
+  EXPECT_DOUBLE_EQ(a->auto_temperature(4), 1.0);
+}
+
+TEST(StudentSampling, TemperatureFlagTakesAutoOrAPositiveNumber) {
+  EXPECT_FALSE(parse_temperature("auto", "--temperature").has_value());
+  EXPECT_DOUBLE_EQ(*parse_temperature("0.3", "--temperature"), 0.3);
+  EXPECT_EQ(temperature_text(std::nullopt), "auto");
+  EXPECT_EQ(temperature_text(0.1), "0.1");
+  for (const char* bad : {"", "0", "-1", "nan", "inf", "1x", "Auto"}) {
+    try {
+      parse_temperature(bad, "--temperature");
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("--temperature"), std::string::npos) << e.what();
+    }
   }
 }
 

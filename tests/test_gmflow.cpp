@@ -187,6 +187,18 @@ TEST(GMFlow, TemperatureScalesLogitsAndVariance) {
   EXPECT_THROW(p.with_temperature(0.0), std::invalid_argument);
 }
 
+// pi-Flow's "auto" rule, min(max(0.1 (nfe - 1), 0), 1), written out: 0.1 at 2 NFE, 0.3 at 4 (its
+// 4-step evaluation configs), 1 from 11 on; 1 NFE has no non-final step (1).
+TEST(GMFlow, AutoTemperatureIsPiFlowsRule) {
+  EXPECT_DOUBLE_EQ(GMFlowPolicy::auto_temperature(1), 1.0);
+  EXPECT_NEAR(GMFlowPolicy::auto_temperature(2), 0.1, 1e-15);
+  EXPECT_NEAR(GMFlowPolicy::auto_temperature(3), 0.2, 1e-15);
+  EXPECT_NEAR(GMFlowPolicy::auto_temperature(4), 0.3, 1e-15);
+  EXPECT_NEAR(GMFlowPolicy::auto_temperature(10), 0.9, 1e-15);
+  EXPECT_DOUBLE_EQ(GMFlowPolicy::auto_temperature(11), 1.0);
+  EXPECT_DOUBLE_EQ(GMFlowPolicy::auto_temperature(50), 1.0);
+}
+
 TEST(GMFlow, DropoutAndHalfPrecision) {
   const int64_t B = 64, K = 4;
   GaussianMixture g;

@@ -31,6 +31,7 @@ namespace {
 struct BenchOptions {
   std::string teacher = "models/teacher.safetensors";
   std::string adapter;  // empty: a fresh student (same cost as a trained one)
+  std::string temperature = "auto";  // student-2's sampling temperature
   std::vector<int64_t> batches{1, 64};
   int repeats = 3;
   int gemm_size = 2048;
@@ -66,6 +67,7 @@ void sync(torch::Device d) {
 int run(const BenchOptions& o, const GlobalOptions& g) {
   require_input_file("--teacher", o.teacher, "the shipped one is models/teacher.safetensors");
   if (!o.adapter.empty()) require_input_file("--adapter", o.adapter, "from `arcflow distill`");
+  const std::optional<double> temperature = parse_temperature(o.temperature, "--temperature");
   const torch::Device dev = start_up(g);
   if (o.repeats < 1) throw std::invalid_argument("--repeats must be >= 1");
   for (int64_t b : o.batches)
@@ -131,6 +133,7 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     t2.steps = 1;  // one guided Euler step: 2 NFE
     StudentSampling s2;
     s2.nfe = 2;
+    s2.temperature = temperature;
     const std::vector<std::tuple<std::string, int, std::function<void()>>> methods = {
         {"teacher-euler-50-cfg", 100, [&] { sample_teacher(teacher, noise, labels, t100); }},
         {"teacher-euler-1-cfg", 2, [&] { sample_teacher(teacher, noise, labels, t2); }},
@@ -153,6 +156,8 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     out["speedup_b" + std::to_string(b)] = ms[b]["teacher-euler-50-cfg"] / ms[b]["student-2"];
   }
   out["rows"] = rows;
+  out["student_temperature"] = temperature ? *temperature : student->auto_temperature(2);
+  out["student_temperature_rule"] = temperature ? "given" : "auto";
   out["sampling_peak_rss_mb"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
 
   if (!o.skip_training) {
@@ -207,6 +212,10 @@ Runner add_bench_command(CLI::App& app, GlobalOptions& g) {
   auto o = std::make_shared<BenchOptions>();
   sub->add_option("--teacher", o->teacher, "Teacher DiT weights")->capture_default_str();
   sub->add_option("--adapter", o->adapter, "Student adapter (default: a fresh K=16 student, same cost)");
+  sub->add_option("--temperature", o->temperature,
+                  "student-2's temperature on its first step: a number > 0, or auto (the policy's published "
+                  "protocol: GMFlow 0.1 at 2 steps, ArcFlow 1); it changes the images, not the cost")
+      ->capture_default_str();
   sub->add_option("--batch-sizes", o->batches, "Batch sizes of the sampling rows")->delimiter(',')->capture_default_str();
   sub->add_option("--repeats", o->repeats, "Timed repeats after one warm-up (teacher-100: at most 2)")
       ->capture_default_str();

@@ -31,6 +31,7 @@ struct DemoOptions {
   std::string classifier = "models/classifier.safetensors";
   std::string data_dir = io::kFashionMnistDir;
   int64_t n = 200;
+  std::string temperature = "auto";  // the students'
   bool quick = false, quiet = false;
 };
 
@@ -108,6 +109,7 @@ std::string page(const DemoOptions& o, const ToyResult& toy, const TableRun& fm,
 
 int run_demo(const DemoOptions& o, const GlobalOptions& g) {
   const std::string where = "; run the demo from the repository root, or give the path";
+  const std::optional<double> temperature = parse_temperature(o.temperature, "--temperature");
   require_input_file("--teacher", o.teacher,
                      "the shipped teacher; `arcflow train-teacher --config configs/teacher.toml` remakes it" + where);
   require_input_file("--student", o.student,
@@ -145,6 +147,7 @@ int run_demo(const DemoOptions& o, const GlobalOptions& g) {
   r.adapters.push_back({"arcflow-2", o.student});
   if (!o.baseline.empty() && file_exists(o.baseline)) r.adapters.push_back({"linear-2", o.baseline});
   if (!o.gmflow.empty() && file_exists(o.gmflow)) r.adapters.push_back({"gmflow-2", o.gmflow});
+  r.temperatures = {temperature};
   r.bench.n = o.n;
   r.bench.teacher_steps = {1};  // the teacher at 2 NFE: one guided step
   r.bench.preview = 10;
@@ -181,6 +184,10 @@ Runner add_demo_command(CLI::App& app, GlobalOptions& g) {
   sub->add_option("--baseline", o->baseline, "Linear-shortcut student adapter (row linear-2; skipped if absent)")
       ->capture_default_str();
   sub->add_option("--gmflow", o->gmflow, "pi-Flow GMFlow student adapter (row gmflow-2; skipped if absent)")
+      ->capture_default_str();
+  sub->add_option("--temperature", o->temperature,
+                  "Students' sampling temperature on their first step: a number > 0, or auto (each policy's "
+                  "published protocol: GMFlow 0.1 at 2 steps, ArcFlow 1)")
       ->capture_default_str();
   sub->add_option("--classifier", o->classifier, "Evaluation classifier weights")->capture_default_str();
   sub->add_option("--data-dir", o->data_dir, "Folder with the Fashion-MNIST IDX files (test set = reference)")

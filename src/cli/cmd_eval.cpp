@@ -108,6 +108,7 @@ struct EvalOptions {
   std::string teacher;
   std::vector<std::string> adapters;  // NAME=PATH
   std::vector<int> student_nfe;       // empty: each adapter's distilled nfe
+  std::vector<std::string> temperatures = {"auto"};  // --temperature
   std::vector<std::string> curves;    // NAME=RUN_DIR
   int64_t curve_samples = 0;          // 0: all of the table's
   int64_t profile_samples = 0;        // 0: no velocity profile
@@ -268,6 +269,14 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
                                "Student steps, e.g. 2,4: one row per adapter and value (NAME-<nfe> for values other "
                                "than the distilled one). Default: each adapter's distilled nfe")
                    ->delimiter(',');
+  auto* temp = sub->add_option("--temperature", o->temperatures,
+                               "Student sampling temperatures of all but the last step, e.g. auto,1: one row per "
+                               "adapter, nfe and value (the first keeps the adapter's name, others get -T<value>, "
+                               "gmflow-2-T1; a value equal to an earlier one for that adapter makes no row). auto: "
+                               "the policy's published protocol (GMFlow: pi-Flow's min(max(0.1 (nfe - 1), 0), 1); "
+                               "ArcFlow: 1). Training curves use the first")
+                  ->delimiter(',')
+                  ->capture_default_str();
   auto* n = sub->add_option("-n", b.n, "Samples per method (FID needs thousands; >= 2)")->capture_default_str();
   auto* seed = sub->add_option("-s,--seed", b.seed, "Noise seed shared by every method")->capture_default_str();
   auto* tsteps = sub->add_option("--teacher-steps", b.teacher_steps,
@@ -322,7 +331,7 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
   sub->footer(kFooter);
   const std::vector<CLI::Option*> table_only = {adapter, snfe,  n,     seed,     tsteps, rsteps, cfg,    shift,
                                                 rshifts, curve, csamples, cache, tlimit, gbatch, grid, quiet,
-                                                vprofile, ppoints};
+                                                vprofile, ppoints, temp};
   return [o, &g, table_only] {
     if (!o->samples.empty() && !o->teacher.empty())
       throw std::invalid_argument("eval: give --samples FILE (score a sample file) or --teacher FILE (the comparison "
@@ -340,6 +349,9 @@ Runner add_eval_command(CLI::App& app, GlobalOptions& g) {
       for (const std::string& c : o->curves)
         r.curves.push_back(parse_named(c, "--curve", "NAME=RUN_DIR, e.g. arcflow-2=runs/arcflow-2"));
       r.student_nfe = o->student_nfe;
+      r.temperatures.clear();
+      for (const std::string& t : o->temperatures) r.temperatures.push_back(parse_temperature(t, "--temperature"));
+      if (r.temperatures.empty()) r.temperatures.push_back(std::nullopt);
       r.curve_samples = o->curve_samples;
       r.profile_samples = o->profile_samples;
       r.profile_points = o->profile_points;

@@ -40,6 +40,7 @@ struct SampleOptions {
   TeacherSampling sampling;
   std::string adapter;  // set: sample the distilled student instead of the teacher
   StudentSampling student;  // nfe and temperature; shift, ratio and batch come from `sampling`
+  std::string temperature = "auto";  // --temperature, parsed into student.temperature
   bool shift_given = false, ratio_given = false, nfe_given = false;
   int nrow = 10;
   std::string save_tensors;
@@ -85,7 +86,7 @@ void validate(const SampleOptions& o) {
     throw std::invalid_argument("-o is empty and no --save-tensors given: nothing would be written");
   o.sampling.validate();  // the sampler name, with the list of valid ones
   if (!o.adapter.empty()) o.student.validate();
-  if (o.adapter.empty() && (o.nfe_given || o.student.temperature != 1.0))
+  if (o.adapter.empty() && (o.nfe_given || o.student.temperature))
     throw std::invalid_argument("--nfe and --temperature are for students: pass --adapter (teachers use --steps)");
 }
 
@@ -153,14 +154,15 @@ Generator make_student_generator(const SampleOptions& o, torch::Device device) {
               {"K", std::to_string(student->config.K)},
               {"nfe", std::to_string(o.student.nfe)},
               {"shift", fmt(o.student.shift)},
-              {"timestep_ratio", fmt(o.student.timestep_ratio)},
-              {"temperature", fmt(o.student.temperature)}};
+              {"timestep_ratio", fmt(o.student.timestep_ratio)}};
   if (meta.count("nfe") && meta.at("nfe") != std::to_string(so.nfe))
     std::fprintf(stderr, "note: %s was distilled for %s steps; sampling with --nfe %d\n", o.adapter.c_str(),
                  meta.at("nfe").c_str(), so.nfe);
   g.params["nfe"] = std::to_string(so.nfe);
   g.params["shift"] = fmt(so.shift);
   g.params["timestep_ratio"] = fmt(so.timestep_ratio);
+  g.params["temperature"] = fmt(so.temperature_for(*student));
+  if (!so.temperature) g.params["temperature_rule"] = "auto";
   g.nfe = so.nfe;
   g.progress_total = ((o.n + so.max_batch - 1) / so.max_batch) * so.nfe;
   g.run = [student, so](const torch::Tensor& noise, const Condition& cond, const SamplerCallback& cb) mutable {
@@ -249,8 +251,10 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
   sub->add_option("--adapter", o->adapter,
                   "Distilled student adapter (from `arcflow distill`): sample it instead of the teacher");
   sub->add_option("--nfe", o->student.nfe, "Student steps (with --adapter; 1 NFE each; default: what the adapter was distilled for)")->capture_default_str();
-  sub->add_option("--temperature", o->student.temperature,
-                  "Student mixture temperature on all but the last step (with --adapter)")
+  sub->add_option("--temperature", o->temperature,
+                  "Student mixture temperature on all but the last step (with --adapter): a number > 0 (1: the "
+                  "plain mixture), or auto: the policy's published protocol (GMFlow: pi-Flow's "
+                  "min(max(0.1 (nfe - 1), 0), 1), 0.1 at 2 steps; ArcFlow: 1)")
       ->capture_default_str();
   sub->add_option("--nrow", o->nrow, "Images per row of the grid")->capture_default_str();
   sub->add_option("--save-tensors", o->save_tensors,
@@ -277,6 +281,7 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
               "--prompts prompts.safetensors --steps 28 --guidance 3.5 --shift 3.2 --height 1024 --width 1024 "
               "-o grid.png\nGlobal options -t/--threads and --device are described in `arcflow --help`.");
   return [o, sub, &g] {
+    o->student.temperature = parse_temperature(o->temperature, "--temperature");
     if (is_model_folder(o->teacher)) {
       FluxSampleOptions f = o->flux;
       f.model_dir = o->teacher;
@@ -292,10 +297,13 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
       f.adapter = o->adapter;
       f.nfe = o->student.nfe;
       f.nfe_given = sub->get_option("--nfe")->count() > 0;
+      f.temperature = o->student.temperature;
       f.shift_given = sub->get_option("--shift")->count() > 0;
       if (!f.adapter.empty() && !is_model_folder(f.adapter))
         require_input_file("--adapter", f.adapter, "from `arcflow distill --teacher MODEL_DIR`, or a pnotp/ArcFlow adapter folder");
       if (!o->classes.empty()) throw std::invalid_argument("--class: a FLUX model is conditioned on --prompts");
+      if (f.adapter.empty() && (f.nfe_given || f.temperature))
+        throw std::invalid_argument("--nfe and --temperature are for students: pass --adapter (teachers use --steps)");
       return run_flux_sample(f, g);
     }
     for (const char* flag : {"--prompts", "--guidance", "--height", "--width", "--dtype"})

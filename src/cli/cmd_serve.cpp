@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "arcflow/sampling/student_sampling.h"
 #include "arcflow/server/server.h"
 #include "commands.h"
 #include "eval_table.h"
@@ -28,6 +29,7 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 struct ServeOptions {
   server::ServerConfig config;
   std::vector<std::string> adapters;  // empty: the shipped students (kShipped) that are present
+  std::string temperature = "auto";   // every student's
 };
 
 // Without --adapter: the three policies' shipped students, ArcFlow first (the page compares it
@@ -48,6 +50,7 @@ int run_serve(ServeOptions& o, const GlobalOptions& g) {
   require_input_file("--teacher", c.teacher,
                      "the shipped one is models/teacher.safetensors; `arcflow train-teacher` makes one" + where);
   c.adapters.clear();
+  const std::optional<double> temperature = parse_temperature(o.temperature, "--temperature");
   if (o.adapters.empty())
     for (const auto& [name, path] : kShipped)
       if (std::string(name) == "arcflow-2" || file_exists(path)) o.adapters.push_back(std::string(name) + "=" + path);
@@ -55,7 +58,7 @@ int run_serve(ServeOptions& o, const GlobalOptions& g) {
     const AdapterSpec a = parse_adapter(spec);
     require_input_file("--adapter " + a.name, a.path,
                        "the shipped ones are models/arcflow-2.safetensors and models/linear-2.safetensors" + where);
-    c.adapters.push_back({a.name, a.path});
+    c.adapters.push_back({a.name, a.path, temperature});
   }
   c.device = g.device;
   c.log_requests = true;
@@ -118,6 +121,11 @@ Runner add_serve_command(CLI::App& app, GlobalOptions& g) {
                   "with the teacher. Default: the shipped students of each policy that are present, "
                   "arcflow-2=models/arcflow-2.safetensors, linear-2=models/linear-2.safetensors, "
                   "gmflow-2=models/gmflow-2.safetensors");
+  sub->add_option("--temperature", o->temperature,
+                  "Students' sampling temperature on all but the last step: a number > 0, or auto (each policy's "
+                  "published protocol at the requested steps: GMFlow pi-Flow's min(max(0.1 (steps - 1), 0), 1), "
+                  "ArcFlow 1)")
+      ->capture_default_str();
   sub->add_option("--host", c.host, "Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
       ->capture_default_str();
   sub->add_option("--port", c.port, "TCP port (0: any free port, printed at start-up)")

@@ -138,22 +138,33 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
     so.max_batch = o.bench.max_batch;
     const int distilled = so.nfe;
     const std::vector<int> nfes = o.student_nfe.empty() ? std::vector<int>{distilled} : o.student_nfe;
-    nlohmann::json rows = nlohmann::json::array();
+    nlohmann::json rows = nlohmann::json::array(), temperatures = nlohmann::json::object();
     learnt.push_back({a.name, "", st->config.policy, st->config.K, 0, MixtureStatsCollector{}});
     const bool has_distilled = std::find(nfes.begin(), nfes.end(), distilled) != nfes.end();
     for (int k : nfes) {
       so.nfe = k;
-      students.push_back({row_name(a.name, k, distilled), st, so, nullptr});
-      rows.push_back(students.back().name);
-      if (learnt.back().row.empty() && (k == distilled || !has_distilled)) {
-        learnt.back().row = students.back().name;
-        learnt.back().nfe = k;
-        students.back().observe = learnt.back().stats.observer();
+      std::vector<double> made;  // this nfe's temperatures so far
+      for (size_t ti = 0; ti < o.temperatures.size(); ++ti) {
+        so.temperature = o.temperatures[ti];
+        const double t = so.temperature_for(*st);
+        if (std::find(made.begin(), made.end(), t) != made.end()) continue;
+        made.push_back(t);
+        const std::string name = row_name(a.name, k, distilled) + (ti == 0 ? "" : "-T" + fmt(t));
+        students.push_back({name, st, so, nullptr});
+        rows.push_back(name);
+        temperatures[name] = t;
+        if (ti == 0 && learnt.back().row.empty() && (k == distilled || !has_distilled)) {
+          learnt.back().row = name;
+          learnt.back().nfe = k;
+          students.back().observe = learnt.back().stats.observer();
+        }
       }
     }
+    so.temperature = o.temperatures.front();
     nlohmann::json info = {{"path", a.path}, {"K", st->config.K}, {"policy_head", st->config.policy},
                            {"distilled_nfe", distilled},
-                           {"shift", so.shift}, {"timestep_ratio", so.timestep_ratio}, {"rows", rows}};
+                           {"shift", so.shift}, {"timestep_ratio", so.timestep_ratio}, {"rows", rows},
+                           {"temperatures", temperatures}};
     for (const char* key : {"iteration", "policy", "guidance"})
       if (meta.count(key)) info[key] = meta.at(key);
     so.nfe = distilled;
@@ -192,7 +203,7 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
                                         bo.classifier_batch, [&](const std::string&, size_t i, size_t) {
                                           if (cbar) cbar->update(static_cast<int64_t>(i));
                                         },
-                                        o.curve_samples));
+                                        o.curve_samples, o.temperatures.front()));
     if (cbar) cbar->finish();
   }
   // Velocity profiles on the table's first noises.

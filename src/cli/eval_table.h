@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ struct TableRequest {
   std::string teacher, classifier, data_dir, output_dir;
   std::vector<AdapterSpec> adapters;
   std::vector<int> student_nfe;  // empty: each adapter's distilled nfe
+  // Sampling temperatures, one row per adapter, nfe and value (unset: the policy's "auto"); values
+  // that give an adapter the same temperature as an earlier one make no second row. Rows of the
+  // first keep the adapter's name, others get "-T<value>" (gmflow-2-T1).
+  std::vector<std::optional<double>> temperatures = {std::nullopt};
   std::vector<AdapterSpec> curves;  // NAME=RUN_DIR: training curves from RUN_DIR/snapshots
   int64_t curve_samples = 0;        // images per curve point: the table's first ones (0: all)
   int64_t profile_samples = 0;      // velocity profile of each adapter on the table's first ones (0: none)

@@ -112,6 +112,7 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
     student->fuse_lora();
     StudentSampling so = distilled_sampling(meta, o.adapter);  // its schedule, unless given
     if (o.nfe_given) so.nfe = o.nfe;
+    so.temperature = o.temperature;
     if (o.shift_given) so.shift = s.shift;
     so.max_batch = s.max_batch;
     so.validate();
@@ -120,7 +121,8 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
     bar.finish();
     seconds = bar.elapsed_seconds();
     nfe = so.nfe;
-    method = student->config.policy + " student, " + std::to_string(so.nfe) + " steps, shift " + fmt(so.shift);
+    method = student->config.policy + " student, " + std::to_string(so.nfe) + " steps, shift " + fmt(so.shift) +
+             ", temperature " + fmt(so.temperature_for(*student)) + (so.temperature ? "" : " (auto)");
   }
 
   io::Metadata params = {{"model", o.adapter.empty() ? "teacher" : "student"},

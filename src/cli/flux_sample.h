@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 
 #include "arcflow/sampling/generate.h"
@@ -28,6 +29,7 @@ struct FluxSampleOptions {
   bool quiet = false;
   std::string adapter;  // a FLUX student (from `arcflow distill --teacher MODEL_DIR`): sampled instead
   int nfe = 2;
+  std::optional<double> temperature;  // --temperature (unset: auto)
   bool nfe_given = false, shift_given = false;
 };
 

@@ -159,6 +159,11 @@ PolicyPtr GMFlowPolicy::dropout(double prob, at::Generator gen) const {
   return std::make_shared<GMFlowPolicy>(std::move(g), integration_);
 }
 
+double GMFlowPolicy::auto_temperature(int nfe) {
+  if (nfe <= 1) return 1.0;  // the only step is the last, which pi-Flow samples at T = 1 anyway
+  return std::min(0.1 * (nfe - 1), 1.0);
+}
+
 PolicyPtr GMFlowPolicy::with_temperature(double temperature) const {
   if (!(temperature > 0.0)) throw std::invalid_argument("temperature must be > 0");
   GaussianMixture g = g_;

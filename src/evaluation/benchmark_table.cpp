@@ -37,6 +37,8 @@ struct Method {
   int64_t total = 0;  // progress steps over the whole run
   int64_t batch = 0;  // teacher rows: images per model call (a cached row is saved after each); 0: students
   int steps = 0;      // sampler steps per batch (teacher rows)
+  std::optional<double> temperature;  // student rows
+  bool temperature_auto = false;
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const SamplerCallback&)> run;
 };
 
@@ -73,8 +75,11 @@ Method student_method(BenchmarkStudent& st, int64_t n) {
   m.nfe = st.sampling.nfe;
   m.description = policy_label(st.student->config) +
                   ", " + std::to_string(st.sampling.nfe) + " step" + (st.sampling.nfe == 1 ? "" : "s") +
-                  ", shift " + num(st.sampling.shift) +
-                  (st.sampling.temperature != 1.0 ? ", temperature " + num(st.sampling.temperature) : "");
+                  ", shift " + num(st.sampling.shift);
+  m.temperature = st.sampling.temperature_for(*st.student);
+  m.temperature_auto = !st.sampling.temperature;
+  if (*m.temperature != 1.0 || !m.temperature_auto)
+    m.description += ", temperature " + num(*m.temperature) + (m.temperature_auto ? " (auto)" : "");
   m.total = ((n + st.sampling.max_batch - 1) / st.sampling.max_batch) * st.sampling.nfe;
   LoRAStudent student = st.student;
   const StudentSampling so = st.sampling;
@@ -256,6 +261,8 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
     row.method = m.name;
     row.description = m.description;
     row.nfe = m.nfe;
+    row.temperature = m.temperature;
+    row.temperature_auto = m.temperature_auto;
     row.fid = im.fid;
     row.fid_vs_teacher = frechet_distance(stats, ref_teacher);
     row.accuracy = im.accuracy;
@@ -287,7 +294,7 @@ std::string format_benchmark_table(const BenchmarkTable& t) {
 nlohmann::json benchmark_json(const BenchmarkTable& t, const nlohmann::json& info) {
   const auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
   nlohmann::json rows = nlohmann::json::array();
-  for (const BenchmarkRow& r : t.rows)
+  for (const BenchmarkRow& r : t.rows) {
     rows.push_back({{"method", r.method},
                     {"description", r.description},
                     {"nfe", r.nfe},
@@ -297,6 +304,11 @@ nlohmann::json benchmark_json(const BenchmarkTable& t, const nlohmann::json& inf
                     {"diversity", number(r.diversity)},
                     {"endpoint_mse", number(r.endpoint_mse)},
                     {"ms_per_image", number(r.ms_per_image)}});
+    if (r.temperature) {
+      rows.back()["temperature"] = *r.temperature;
+      rows.back()["temperature_rule"] = r.temperature_auto ? "auto" : "given";
+    }
+  }
   nlohmann::json j = {{"rows", rows}, {"n", t.n}, {"seed", t.seed}};
   if (info.is_object())
     for (const auto& [k, v] : info.items()) j[k] = v;
@@ -316,6 +328,10 @@ std::vector<BenchmarkRow> benchmark_rows_from_json(const nlohmann::json& report,
     r.method = j["method"].get<std::string>();
     if (j.contains("description") && j["description"].is_string()) r.description = j["description"].get<std::string>();
     if (j.contains("nfe") && j["nfe"].is_number()) r.nfe = j["nfe"].get<int>();
+    if (j.contains("temperature") && j["temperature"].is_number()) {
+      r.temperature = j["temperature"].get<double>();
+      r.temperature_auto = j.contains("temperature_rule") && j["temperature_rule"] == "auto";
+    }
     const auto metric = [&](const char* key, const char* alias) {
       const char* k = j.contains(key) ? key : alias && j.contains(alias) ? alias : nullptr;
       if (!k) return std::nan("");

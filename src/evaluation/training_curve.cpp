@@ -50,7 +50,7 @@ std::vector<Snapshot> find_snapshots(const std::string& run_dir) {
 TrainingCurve run_training_curve(const NetworkPtr& teacher, const std::string& name, const std::string& run_dir,
                                  Classifier& clf, const FeatureStats& reference, const BenchmarkTable& table,
                                  int64_t max_batch, int64_t classifier_batch, const CurveProgress& progress,
-                                 int64_t samples) {
+                                 int64_t samples, std::optional<double> temperature) {
   if (!table.noise.defined() || !table.labels.defined() || !table.reference_samples.defined())
     throw std::invalid_argument("training curve: the table has no noise, labels or reference samples");
   const int64_t total = table.noise.size(0);
@@ -73,7 +73,10 @@ TrainingCurve run_training_curve(const NetworkPtr& teacher, const std::string& n
     st->fuse_lora();
     StudentSampling so = distilled_sampling(meta, snaps[i].path);
     so.max_batch = max_batch;
+    so.temperature = temperature;
     curve.nfe = so.nfe;
+    curve.temperature = so.temperature_for(*st);
+    curve.temperature_auto = !temperature;
     const torch::Tensor x =
         sample_student(*st, noise, Condition::labels(labels), so).to(torch::kCPU, torch::kFloat32);
     const ClassifierOutputs out = classify_images(clf, x, classifier_batch);
@@ -90,7 +93,8 @@ nlohmann::json curves_json(const std::vector<TrainingCurve>& curves) {
     nlohmann::json pts = nlohmann::json::array();
     for (const CurvePoint& p : c.points)
       pts.push_back({{"iteration", p.iteration}, {"fid", number(p.fid)}, {"endpoint_mse", number(p.endpoint_mse)}});
-    j[c.name] = {{"run_dir", c.run_dir}, {"nfe", c.nfe}, {"n", c.n}, {"points", pts}};
+    j[c.name] = {{"run_dir", c.run_dir}, {"nfe", c.nfe}, {"n", c.n}, {"temperature", c.temperature},
+                 {"temperature_rule", c.temperature_auto ? "auto" : "given"}, {"points", pts}};
   }
   return j;
 }

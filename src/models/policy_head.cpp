@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 
+#include "arcflow/core/gmflow.h"
 #include "arcflow/models/gmflow_head.h"
 #include "arcflow/models/momentum_head.h"
 
@@ -10,8 +11,10 @@ namespace arcflow {
 
 const std::vector<PolicyHeadEntry>& policy_heads() {
   static const std::vector<PolicyHeadEntry> table = {
-      {"arcflow", make_momentum_head, "ArcFlow's mixture of K momentum processes, closed-form steps (K = 1: linear)"},
-      {"gmflow", make_gmflow_head, "pi-Flow's Gaussian mixture over x0, Euler sub-steps"},
+      {"arcflow", make_momentum_head, "ArcFlow's mixture of K momentum processes, closed-form steps (K = 1: linear)",
+       [](int) { return 1.0; }},
+      {"gmflow", make_gmflow_head, "pi-Flow's Gaussian mixture over x0, Euler sub-steps",
+       GMFlowPolicy::auto_temperature},
   };
   return table;
 }

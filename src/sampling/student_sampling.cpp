@@ -1,5 +1,7 @@
 #include "arcflow/sampling/student_sampling.h"
 
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -12,9 +14,30 @@ void StudentSampling::validate() const {
   if (nfe < 1) throw std::invalid_argument("student sampling: nfe must be >= 1, got " + std::to_string(nfe));
   if (!(shift >= 1)) throw std::invalid_argument("student sampling: shift must be >= 1");
   if (!(timestep_ratio > 0)) throw std::invalid_argument("student sampling: timestep_ratio must be > 0");
-  if (!(temperature > 0)) throw std::invalid_argument("student sampling: temperature must be > 0");
+  if (temperature && !(*temperature > 0 && std::isfinite(*temperature)))
+    throw std::invalid_argument("student sampling: temperature must be > 0 (or auto)");
   if (max_batch < 1) throw std::invalid_argument("student sampling: max_batch must be >= 1");
   if (total_substeps < 1) throw std::invalid_argument("student sampling: total_substeps must be >= 1");
+}
+
+double StudentSampling::temperature_for(const Student& student) const {
+  return temperature ? *temperature : student.auto_temperature(nfe);
+}
+
+std::optional<double> parse_temperature(const std::string& text, const std::string& flag) {
+  if (text == "auto") return std::nullopt;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !(v > 0) || !std::isfinite(v))
+    throw std::invalid_argument(flag + " '" + text + "': expected auto or a number > 0");
+  return v;
+}
+
+std::string temperature_text(const std::optional<double>& t) {
+  if (!t) return "auto";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", *t);
+  return buf;
 }
 
 StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& source) {
@@ -46,6 +69,7 @@ torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const
   student.integration = IntegrationOptions{opt.shift, opt.total_substeps};
   const auto device = student.device();
   const std::vector<Segment> segs = segments(opt.nfe, opt.shift, opt.timestep_ratio);
+  const double temperature = opt.temperature_for(student);
   std::vector<torch::Tensor> out;
   const int total = static_cast<int>(((n + opt.max_batch - 1) / opt.max_batch) * opt.nfe);
   int done = 0;
@@ -63,7 +87,7 @@ torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const
         if (cb) cb(StepInfo{done++, total, ctx.segment.sigma_src, ctx.segment.sigma_dst, &x_dst});
       };
     const torch::Tensor x0 = noise.narrow(0, start, len).to(device, torch::kFloat32);
-    out.push_back(run_steps(model, x0, segs, StepLoopOptions{opt.temperature}, observe).to(torch::kCPU, torch::kFloat32));
+    out.push_back(run_steps(model, x0, segs, StepLoopOptions{temperature}, observe).to(torch::kCPU, torch::kFloat32));
   }
   return torch::cat(out, 0);
 }

@@ -215,7 +215,9 @@ json catalog_json(const ModelCatalog& c, const ServerLimits& limits, size_t queu
   json adapters = json::array();
   for (const AdapterInfo& a : c.adapters)
     adapters.push_back({{"name", a.name}, {"file", a.path}, {"K", a.K}, {"nfe", a.nfe}, {"policy", a.policy},
-                        {"shift", a.shift}, {"timestep_ratio", a.timestep_ratio}});
+                        {"shift", a.shift}, {"timestep_ratio", a.timestep_ratio},
+                        {"temperature", a.distilled_temperature},
+                        {"temperature_rule", a.temperature ? "given" : "auto"}});
   return {{"teacher",
            {{"file", c.teacher_path},
             {"sampler", c.teacher_sampler},

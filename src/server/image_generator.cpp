@@ -75,6 +75,8 @@ ImageGenerator::ImageGenerator(const std::string& teacher_path, const std::vecto
     info.shift = distilled.shift;
     info.timestep_ratio = distilled.timestep_ratio;
     info.total_substeps = distilled.total_substeps;
+    info.temperature = a.temperature;
+    info.distilled_temperature = a.temperature ? *a.temperature : st->auto_temperature(info.nfe);
     c.adapters.push_back(info);
     m.students.push_back(st);
   }
@@ -126,6 +128,7 @@ GenerateResult ImageGenerator::run(const GenerateRequest& r, const ProgressCallb
       s.shift = a.shift;
       s.timestep_ratio = a.timestep_ratio;
       s.total_substeps = a.total_substeps;
+      s.temperature = a.temperature;
       s.max_batch = 64;
       samples = sample_student(*m.students[i], noise, Condition::labels(labels), s, step_cb);
       res.steps = s.nfe;

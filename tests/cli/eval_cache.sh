@@ -6,7 +6,8 @@
 #     (the files untouched, the rows' timing that of the run that made them) and gives the same table as a run without a cache, number for number
 #     (ms_per_image aside);
 #  3. --velocity-profile N and --curve ... --curve-samples N put "velocity_profiles" and "curves" (with
-#     its n) into eval.json and their sections into index.html.
+#     its n) into eval.json and their sections into index.html;
+#  4. --temperature auto,1: one row per adapter and distinct temperature, recorded in eval.json.
 # Usage: eval_cache.sh ARCFLOW_BINARY   (from the repository root)
 set -eu
 bin=$1
@@ -50,3 +51,25 @@ grep -q "Where the students' velocities depart" "$d/e1/index.html" && grep -q "i
   { echo "index.html lacks the profile or the curve's sample count"; exit 1; }
 grep -q "^velocity profile a-2" "$d/out1" || { echo "no profile line printed"; cat "$d/out1"; exit 1; }
 echo "ok: $(grep "^velocity profile" "$d/out1" | head -c 160)"
+
+# 4. Temperatures: a GMFlow adapter scored at auto and 1 gives two rows (pi-Flow's 0.1 on the first
+#    step, then 1), the ArcFlow one a single row (its auto is 1); eval.json records each.
+"$bin" -t 1 distill --teacher "$d/t/teacher.safetensors" --policy gmflow -K 2 --total-substeps 8 --lora-dropout 0 \
+  --batch 2 --iters 2 -q -o "$d/g"
+"$bin" -t 1 eval --teacher "$d/t/teacher.safetensors" --adapter a-2="$d/s/adapter.safetensors" \
+  --adapter g-2="$d/g/adapter.safetensors" --temperature auto,1 -n 20 --reference-steps 3 --gen-batch 8 \
+  --grid-images 0 --teacher-steps 1 -q -o "$d/e4" > "$d/out4"
+node -e '
+const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+const row = m => j.rows.find(r => r.method === m);
+const want = [["a-2", 1, "auto"], ["g-2", 0.1, "auto"], ["g-2-T1", 1, "given"]];
+for (const [m, t, rule] of want) {
+  const r = row(m);
+  if (!r || Math.abs(r.temperature - t) > 1e-12 || r.temperature_rule !== rule)
+    throw new Error(m + ": expected temperature " + t + " (" + rule + "), got " + JSON.stringify(r));
+}
+if (row("a-2-T1")) throw new Error("a-2 at T = 1 is its auto row: no second row expected");
+if (j.adapters["g-2"].temperatures["g-2-T1"] !== 1) throw new Error("adapters.g-2.temperatures: " + JSON.stringify(j.adapters["g-2"]));
+if (!row("g-2").description.includes("temperature 0.1 (auto)")) throw new Error("description: " + row("g-2").description);
+' "$d/e4/eval.json" || { cat "$d/out4"; exit 1; }
+echo "ok: temperatures: $(grep -E '^(a|g)-' "$d/out4" | awk '{print $1}' | tr '\n' ' ')"

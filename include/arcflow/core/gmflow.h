@@ -17,6 +17,7 @@
 // There is no closed-form trajectory: a step from sigma_a to sigma_b takes
 // max(1, round((tau_a - tau_b) * total_substeps)) Euler sub-steps, uniform in raw time tau and
 // warped to sigma with the schedule's shift (section 1). Temperature T: logits / T, variance * T.
+// pi-Flow samples with T = min(max(0.1 (nfe - 1), 0), 1) on all but the last step ("auto").
 #pragma once
 
 #include <torch/torch.h>
@@ -46,6 +47,11 @@ struct GaussianMixture {
 
 class GMFlowPolicy : public Policy {
  public:
+  // pi-Flow's "auto" sampling temperature for an nfe-step sample (its pipelines' default, the
+  // published protocol): min(max(0.1 (nfe - 1), 0), 1), applied to all but the last step, so
+  // 0.1 at 2 NFE and 0.3 at 4; at 1 NFE the only step is the last, so 1 is returned.
+  static double auto_temperature(int nfe);
+
   // Checks the shapes (std::invalid_argument) and upcasts to float32 (core/policy.h).
   GMFlowPolicy(GaussianMixture g, GMFlowIntegration integration);
   const GaussianMixture& mixture() const { return g_; }

@@ -37,6 +37,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -97,6 +98,10 @@ struct BenchmarkRow {
   std::string method;
   std::string description;  // e.g. "teacher, Euler 50 steps, guidance 4"
   int nfe = 0;
+  // Student rows: the temperature of all but the last step, and whether it was the policy's "auto"
+  // value (StudentSampling::temperature unset). Teacher rows: none.
+  std::optional<double> temperature;
+  bool temperature_auto = false;
   double fid = 0, fid_vs_teacher = 0, accuracy = 0, diversity = 0, endpoint_mse = 0, ms_per_image = 0;
   torch::Tensor preview;    // the first min(preview, n) raw outputs (P, C, H, W) float32, CPU
 };
@@ -127,7 +132,8 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
 std::string format_benchmark_table(const BenchmarkTable& t);
 
 // {"rows": [{"method", "description", "nfe", "fid", "fid_vs_teacher", "accuracy", "diversity",
-// "endpoint_mse", "ms_per_image"}, ...], "n", "seed"} plus every entry of `info` (e.g. "teacher",
+// "endpoint_mse", "ms_per_image", and for students "temperature" and "temperature_rule" ("auto" or
+// "given")}, ...], "n", "seed"} plus every entry of `info` (e.g. "teacher",
 // "adapters", "feature_network", "command"). Non-finite numbers are written as null.
 nlohmann::json benchmark_json(const BenchmarkTable& t, const nlohmann::json& info = nlohmann::json::object());
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,8 @@ struct TrainingCurve {
   std::string name, run_dir;
   int64_t n = 0;  // images scored per snapshot
   int nfe = 0;  // the student steps of the last snapshot (each snapshot samples at its distilled nfe)
+  double temperature = 1.0;  // the last snapshot's sampling temperature
+  bool temperature_auto = true;  // it was the policy's "auto" value
   std::vector<CurvePoint> points;  // by iteration
 };
 
@@ -48,13 +51,15 @@ using CurveProgress = std::function<void(const std::string& name, size_t index, 
 // on `teacher`, LoRA fused, sampled with the schedule it was distilled for (max_batch images per
 // call). `table` must come from run_benchmark (noise, labels, reference_samples set). `samples` > 0
 // scores only the table's first `samples` images (e.g. 1,000 of a 5,000-image table; labels cycle
-// through the classes, so every prefix is balanced); 0 scores all.
+// through the classes, so every prefix is balanced); 0 scores all. `temperature` unset: each
+// snapshot's "auto" temperature (student_sampling.h).
 TrainingCurve run_training_curve(const NetworkPtr& teacher, const std::string& name, const std::string& run_dir,
                                  Classifier& clf, const FeatureStats& reference, const BenchmarkTable& table,
                                  int64_t max_batch, int64_t classifier_batch,
-                                 const CurveProgress& progress = nullptr, int64_t samples = 0);
+                                 const CurveProgress& progress = nullptr, int64_t samples = 0,
+                                 std::optional<double> temperature = std::nullopt);
 
-// {"NAME": {"run_dir", "nfe", "points": [{"iteration", "fid", "endpoint_mse"}, ...]}, ...};
+// {"NAME": {"run_dir", "nfe", "n", "temperature", "temperature_rule", "points": [{"iteration", "fid", "endpoint_mse"}, ...]}, ...};
 // non-finite numbers as null.
 nlohmann::json curves_json(const std::vector<TrainingCurve>& curves);
 

@@ -59,6 +59,10 @@ struct PolicyHeadEntry {
   const char* name;
   PolicyHeadFactory make;
   const char* description;
+  // The sampling temperature of all but the last step when none is asked for ("auto"): the
+  // policy's published protocol at `nfe` steps (GMFlow: pi-Flow's rule; ArcFlow: 1, as its
+  // reference samples).
+  double (*auto_temperature)(int nfe);
 };
 
 // The name table, in display order: arcflow, gmflow.

@@ -33,6 +33,8 @@ class Student {
   virtual torch::Device device() const = 0;
   virtual void check_condition(const Condition& c, int64_t batch) const = 0;
   virtual torch::nn::Module& module() = 0;
+  // The temperature an nfe-step sample uses when none is asked for ("auto"; policy_head.h).
+  virtual double auto_temperature(int nfe) const = 0;
   // How policies without a closed form integrate (set by samplers and the distiller).
   IntegrationOptions integration;
 };
@@ -74,6 +76,7 @@ class LoRAStudentImpl : public torch::nn::Module, public Student {
   torch::Device device() const override { return base->device(); }
   void check_condition(const Condition& c, int64_t batch) const override { base->check_condition(c, batch); }
   torch::nn::Module& module() override { return *this; }
+  double auto_temperature(int nfe) const override { return find_policy_head(config.policy).auto_temperature(nfe); }
 
   std::vector<torch::Tensor> main_parameters();       // LoRA, head (main lr), final norm
   std::vector<torch::Tensor> log_gamma_parameters();  // the head's slow tensors (log-gamma lr)

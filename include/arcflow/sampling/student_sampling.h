@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 
 #include "arcflow/core/step_loop.h"
@@ -20,11 +21,20 @@ struct StudentSampling {
   int nfe = 2;
   double shift = 1.0;
   double timestep_ratio = 1.0;
-  double temperature = 1.0;  // divides the logits of all but the last step
+  // Divides the logits of all but the last step; unset: "auto", the student's policy's own rule
+  // (Student::auto_temperature: pi-Flow's 0.1 at 2 NFE for GMFlow, 1 for ArcFlow).
+  std::optional<double> temperature;
   int total_substeps = 128;  // GMFlow's Euler sub-steps over a whole trajectory
   int64_t max_batch = 256;
   void validate() const;     // std::invalid_argument naming the field
+  // The temperature `student` samples with at this nfe: the one given, else its "auto" value.
+  double temperature_for(const Student& student) const;
 };
+
+// "auto" (unset) or a number > 0, as a flag takes it; std::invalid_argument naming `flag`.
+std::optional<double> parse_temperature(const std::string& text, const std::string& flag);
+// "auto" or the number as %g writes it (0.1, 1).
+std::string temperature_text(const std::optional<double>& t);
 
 // The schedule an adapter was distilled for, from its metadata (the keys `arcflow distill` writes:
 // "nfe", "shift", "timestep_ratio", "total_substeps"); absent keys keep the defaults above. Throws std::runtime_error

@@ -45,6 +45,8 @@ struct AdapterInfo {
   std::string policy;  // "arcflow" or "linear" (from K)
   double shift = 1.0, timestep_ratio = 1.0;
   int total_substeps = 128;  // GMFlow students: Euler sub-steps over a trajectory
+  std::optional<double> temperature{};  // as asked (serve --temperature); unset: the policy's "auto"
+  double distilled_temperature = 1.0;  // the value used at its distilled nfe
 };
 
 // What is loaded: GET /v1/models, and what requests are checked against.

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ namespace arcflow::server {
 
 struct AdapterFile {
   std::string name, path;
+  std::optional<double> temperature{};  // sampling temperature of all but the last step; unset: "auto"
 };
 
 // Called after every sampler step (StepProgress, api.h). It may throw to stop the request there (the
