@@ -3,7 +3,8 @@
 #  1. a clang build with AddressSanitizer + UndefinedBehaviorSanitizer in build-san/, running the
 #     unit tests (the GoogleTest suites; the CLI end-to-end tests run in the normal build);
 #  2. the libFuzzer harnesses of tests/fuzz/ on the readers (safetensors, IDX, TOML settings,
-#     weights/adapter metadata, the JSON body of `arcflow serve`'s POST /v1/generate): the saved crash inputs of tests/fuzz/regressions/ first, then
+#     weights/adapter metadata, a diffusers model folder's config.json, shard index, prompts file and
+#     reference adapter folder, the JSON body of `arcflow serve`'s POST /v1/generate): the saved crash inputs of tests/fuzz/regressions/ first, then
 #     FUZZ_SECONDS (default 60) of fuzzing each from a seed corpus the harness writes itself.
 # Fails on any sanitizer report, failed test, or fuzzer crash (the input is kept in build-san/fuzz/).
 set -euo pipefail
@@ -12,7 +13,7 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 scripts/install-deps.sh --sanitizers
 cmake -S . -B build-san -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++ -DARCFLOW_SANITIZE=ON -DARCFLOW_FUZZ=ON
-HARNESSES=(fuzz_safetensors fuzz_idx fuzz_config fuzz_weights fuzz_request)
+HARNESSES=(fuzz_safetensors fuzz_idx fuzz_config fuzz_weights fuzz_model_folder fuzz_request)
 cmake --build build-san --parallel "$(nproc)" --target arcflow_tests "${HARNESSES[@]}"
 
 # torch allocates caches it never frees: leak reports would be about LibTorch, not us.

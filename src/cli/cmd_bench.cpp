@@ -66,7 +66,7 @@ void sync(torch::Device d) {
 
 int run(const BenchOptions& o, const GlobalOptions& g) {
   require_input_file("--teacher", o.teacher, "the shipped one is models/teacher.safetensors");
-  if (!o.adapter.empty()) require_input_file("--adapter", o.adapter, "from `arcflow distill`");
+  if (!o.adapter.empty()) require_adapter("--adapter", o.adapter, "from `arcflow distill`");
   const std::optional<double> temperature = parse_temperature(o.temperature, "--temperature");
   const torch::Device dev = start_up(g);
   if (o.repeats < 1) throw std::invalid_argument("--repeats must be >= 1");

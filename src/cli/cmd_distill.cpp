@@ -206,11 +206,24 @@ NetworkPtr load_teacher(const DistillOptions& o, torch::Device device) {
   lo.dtype = parse_compute_dtype(o.dtype, device);
   const int64_t down = flux_vae_downscale(o.teacher);
   check_flux_image_size(o.height, o.width, down, "--height and --width");
+  // Before the weights: the prompts (small), then what one forward pass at the batch needs at least
+  // (training holds more, for the backward pass).
+  const FluxConfig cfg = read_flux_config(transformer_folder(o.teacher) + "/config.json");
+  FluxPromptEmbeddings prompts = load_flux_prompt_embeddings(o.prompts, cfg);
+  {
+    const int64_t n_img = (o.height / down / 2) * (o.width / down / 2), n_txt = prompts.prompt_embeds.size(1);
+    const int64_t batch = std::max<int64_t>(1, o.d.batch_size / std::max(1, o.d.micro_batches));
+    check_memory("--height, --width and --batch",
+                 flux_forward_memory_bytes(cfg, batch, n_img, n_txt, c10::elementSize(*lo.dtype)), device,
+                 "a forward pass alone at " + std::to_string(o.width) + " x " + std::to_string(o.height) +
+                     ", batch " + std::to_string(batch) + ", " + std::string(c10::toString(*lo.dtype)) +
+                     "; training needs more");
+  }
   NetworkPtr net = load_network(o.teacher, device, lo);
   auto* flux = dynamic_cast<FluxNetwork*>(net.get());
   if (flux == nullptr) throw std::invalid_argument(o.teacher + ": not a FLUX model folder");
   flux->set_latent_size(o.height / down, o.width / down);
-  flux->set_prompt_pool(load_flux_prompt_embeddings(o.prompts, flux->transformer->config), o.guidance);
+  flux->set_prompt_pool(std::move(prompts), o.guidance);
   return net;
 }
 

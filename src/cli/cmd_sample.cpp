@@ -68,7 +68,7 @@ std::string join(const std::vector<int64_t>& v) {
 // Everything that can be checked without the model.
 void validate(const SampleOptions& o) {
   require_input_file("--teacher", o.teacher, "the shipped one is models/teacher.safetensors");
-  if (!o.adapter.empty()) require_input_file("--adapter", o.adapter, "from `arcflow distill`, e.g. models/arcflow-2.safetensors");
+  if (!o.adapter.empty()) require_adapter("--adapter", o.adapter, "from `arcflow distill`, e.g. models/arcflow-2.safetensors");
   if (o.n < 1) throw std::invalid_argument("-n must be >= 1, got " + std::to_string(o.n));
   if (o.sampling.steps < 1) throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(o.sampling.steps));
   if (!(o.sampling.shift > 0.0) || !std::isfinite(o.sampling.shift))
@@ -188,6 +188,12 @@ int run_sample(const SampleOptions& o, const GlobalOptions& global) {
       throw std::invalid_argument("--class " + std::to_string(c) + " is outside 0.." +
                                   std::to_string(gen.num_classes - 1) + " (the model has " +
                                   std::to_string(gen.num_classes) + " classes)");
+  {  // the noise, the samples and the grid of all -n images live in memory at once
+    int64_t numel = 1;
+    for (int64_t d : gen.sample_shape) numel *= d;
+    check_memory("-n", 3.0 * static_cast<double>(o.n) * static_cast<double>(numel) * 4, torch::kCPU,
+                 std::to_string(o.n) + " images of " + std::to_string(numel) + " float32 values, three copies");
+  }
   const torch::Tensor labels = make_label_tensor(o.n, o.classes, gen.num_classes);
   const torch::Tensor noise = make_noise(o.n, gen.sample_shape, o.seed, torch::kCPU);
 
@@ -299,8 +305,8 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
       f.nfe_given = sub->get_option("--nfe")->count() > 0;
       f.temperature = o->student.temperature;
       f.shift_given = sub->get_option("--shift")->count() > 0;
-      if (!f.adapter.empty() && !is_model_folder(f.adapter))
-        require_input_file("--adapter", f.adapter, "from `arcflow distill --teacher MODEL_DIR`, or a pnotp/ArcFlow adapter folder");
+      if (!f.adapter.empty())
+        require_adapter("--adapter", f.adapter, "from `arcflow distill --teacher MODEL_DIR`, or a pnotp/ArcFlow adapter folder");
       if (!o->classes.empty()) throw std::invalid_argument("--class: a FLUX model is conditioned on --prompts");
       if (f.adapter.empty() && (f.nfe_given || f.temperature))
         throw std::invalid_argument("--nfe and --temperature are for students: pass --adapter (teachers use --steps)");

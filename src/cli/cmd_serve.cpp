@@ -56,7 +56,7 @@ int run_serve(ServeOptions& o, const GlobalOptions& g) {
       if (std::string(name) == "arcflow-2" || file_exists(path)) o.adapters.push_back(std::string(name) + "=" + path);
   for (const std::string& spec : o.adapters) {
     const AdapterSpec a = parse_adapter(spec);
-    require_input_file("--adapter " + a.name, a.path,
+    require_adapter("--adapter " + a.name, a.path,
                        "the shipped ones are models/arcflow-2.safetensors and models/linear-2.safetensors" + where);
     c.adapters.push_back({a.name, a.path, temperature});
   }

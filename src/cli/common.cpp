@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "arcflow/distributed/process_group.h"
+#include "arcflow/models/reference_adapter.h"
+#include "arcflow/util/resources.h"
 
 // OpenBLAS's thread-count setter, when the process has OpenBLAS (a weak reference: null otherwise).
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
@@ -48,6 +50,27 @@ void require_input_file(const std::string& flag, const std::string& path, const 
   if (path.empty()) throw std::invalid_argument(flag + ": empty file name");
   if (::stat(path.c_str(), &st) != 0) throw std::invalid_argument(flag + ": no such file '" + path + "'" + why);
   if (S_ISDIR(st.st_mode)) throw std::invalid_argument(flag + ": '" + path + "' is a folder, expected a file");
+}
+
+void check_memory(const std::string& flags, double need_bytes, torch::Device device, const std::string& detail) {
+  const int64_t have = device_memory_capacity_bytes(device);
+  if (have <= 0 || need_bytes <= static_cast<double>(have)) return;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "needs about %.3g GB", need_bytes / 1e9);
+  std::string msg = flags + ": this request " + buf + (detail.empty() ? "" : " (" + detail + ")");
+  std::snprintf(buf, sizeof buf, "; %s has %.3g GB", device.is_cpu() ? "this machine" : device.str().c_str(),
+                static_cast<double>(have) / 1e9);
+  throw std::invalid_argument(msg + buf);
+}
+
+void require_adapter(const std::string& flag, const std::string& path, const std::string& hint) {
+  const std::string why = hint.empty() ? "" : " (" + hint + ")";
+  struct stat st {};
+  if (path.empty()) throw std::invalid_argument(flag + ": empty path");
+  if (::stat(path.c_str(), &st) != 0)
+    throw std::invalid_argument(flag + ": no such file or folder '" + path + "'" + why);
+  if (S_ISDIR(st.st_mode) && !is_reference_adapter(path))
+    throw std::invalid_argument(flag + ": " + not_an_adapter_folder(path));
 }
 
 std::string shell_command(const std::vector<std::string>& args) {

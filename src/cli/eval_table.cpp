@@ -66,7 +66,7 @@ void validate(const TableRequest& o) {
   require_input_file("--classifier", o.classifier);
   std::set<std::string> seen;
   for (const AdapterSpec& a : o.adapters) {
-    require_input_file("--adapter " + a.name, a.path);
+    require_adapter("--adapter " + a.name, a.path);
     if (!seen.insert(a.name).second) throw std::invalid_argument("--adapter: the name '" + a.name + "' is given twice");
   }
   std::set<std::string> curve_names;

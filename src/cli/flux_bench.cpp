@@ -100,6 +100,17 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
   const torch::Device dev = start_up(g);
   const torch::ScalarType dtype = parse_compute_dtype(o.dtype, dev);
 
+  {  // every resolution's forward pass (batch 1) must fit before anything is built
+    const FluxConfig c = o.random_weights ? named_config(o.config)
+                                          : read_flux_config(transformer_folder(o.model_dir) + "/config.json");
+    const int64_t down = o.random_weights ? 8 : flux_vae_downscale(o.model_dir);
+    for (int64_t r : o.resolutions) {
+      const int64_t n_img = (r / down / 2) * (r / down / 2);
+      check_memory("--resolutions " + std::to_string(r) + " and --text-tokens",
+                   flux_forward_memory_bytes(c, 1, n_img, o.text_tokens, c10::elementSize(dtype)), dev,
+                   std::to_string(n_img + o.text_tokens) + " tokens at batch 1, " + std::string(c10::toString(dtype)));
+    }
+  }
   reset_peak_device_memory(dev);
   NetworkPtr net;
   std::string source;

@@ -77,6 +77,16 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
     throw std::invalid_argument("--guidance: " + o.model_dir + " has no guidance embedding (a schnell-like model)");
   const int64_t downscale = flux_vae_downscale(o.model_dir);  // the VAE is there when -o asks for a PNG
   check_flux_image_size(o.height, o.width, downscale, "--height and --width");
+  {  // before anything large is allocated
+    const int64_t n_img = (o.height / downscale / 2) * (o.width / downscale / 2);
+    const int64_t n_txt = prompts.prompt_embeds.size(1);
+    const int64_t batch = std::min<int64_t>(o.sampling.max_batch, o.n > 0 ? o.n : prompts.size());
+    check_memory("--height, --width and --batch", flux_forward_memory_bytes(cfg, batch, n_img, n_txt, c10::elementSize(dtype)),
+                 device,
+                 std::to_string(o.width) + " x " + std::to_string(o.height) + " is " + std::to_string(n_img) +
+                     " image tokens, attention over " + std::to_string(n_img + n_txt) + " tokens at batch " +
+                     std::to_string(batch) + ", and the weights in " + std::string(c10::toString(dtype)));
+  }
   FluxVaeDecoder vae{nullptr};
 
   LoadOptions lo;

@@ -29,7 +29,7 @@ struct FluxSampleOptions {
   bool quiet = false;
   std::string adapter;  // a FLUX student (from `arcflow distill --teacher MODEL_DIR`): sampled instead
   int nfe = 2;
-  std::optional<double> temperature;  // --temperature (unset: auto)
+  std::optional<double> temperature{};  // --temperature (unset: auto)
   bool nfe_given = false, shift_given = false;
 };
 

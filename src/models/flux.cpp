@@ -4,6 +4,7 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -13,23 +14,25 @@ namespace arcflow {
 // ----------------------------------------------------------------------------------- config
 
 void FluxConfig::validate() const {
-  auto positive = [](const char* name, int64_t v) {
-    if (v <= 0)
-      throw std::invalid_argument(std::string("FLUX config: '") + name + "' must be > 0 (got " + std::to_string(v) + ")");
+  // Sizes in [lo, hi]: the upper bounds are far above any published model (FLUX.1: 19 + 38 blocks,
+  // 24 heads of 128, 4096-wide text) and keep a hostile config.json from asking for a table of a
+  // billion blocks or a product that overflows before the tensors are compared with it.
+  auto in_range = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi)
+      throw std::invalid_argument(std::string("FLUX config: '") + name + "' must be " +
+                                  (lo == 0 ? ">= 0" : "> 0") + " and at most " + std::to_string(hi) + " (got " +
+                                  std::to_string(v) + ")");
   };
-  auto non_negative = [](const char* name, int64_t v) {
-    if (v < 0)
-      throw std::invalid_argument(std::string("FLUX config: '") + name + "' must be >= 0 (got " + std::to_string(v) + ")");
-  };
-  positive("patch_size", patch_size);
-  positive("in_channels", in_channels);
-  non_negative("out_channels", out_channels);  // 0: same as in_channels
-  non_negative("num_layers", num_layers);
-  non_negative("num_single_layers", num_single_layers);
-  positive("attention_head_dim", attention_head_dim);
-  positive("num_attention_heads", num_attention_heads);
-  positive("joint_attention_dim", joint_attention_dim);
-  positive("pooled_projection_dim", pooled_projection_dim);
+  constexpr int64_t kWide = int64_t{1} << 16, kBlocks = 1024;
+  in_range("patch_size", patch_size, 1, 64);
+  in_range("in_channels", in_channels, 1, kWide);
+  in_range("out_channels", out_channels, 0, kWide);  // 0: same as in_channels
+  in_range("num_layers", num_layers, 0, kBlocks);
+  in_range("num_single_layers", num_single_layers, 0, kBlocks);
+  in_range("attention_head_dim", attention_head_dim, 1, 4096);
+  in_range("num_attention_heads", num_attention_heads, 1, 4096);
+  in_range("joint_attention_dim", joint_attention_dim, 1, kWide);
+  in_range("pooled_projection_dim", pooled_projection_dim, 1, kWide);
   if (axes_dims_rope.size() != 3)
     throw std::invalid_argument("FLUX config: 'axes_dims_rope' must have 3 entries (ids are (0, row, col)), got " +
                                 std::to_string(axes_dims_rope.size()));
@@ -184,13 +187,20 @@ std::map<std::string, std::vector<int64_t>> flux_state_shapes(const FluxConfig& 
 }
 
 double flux_parameter_count(const FluxConfig& cfg) {
-  double n = 0;
-  for (const auto& [name, shape] : flux_state_shapes(cfg)) {
-    double e = 1;
-    for (int64_t d : shape) e *= static_cast<double>(d);
-    n += e;
-  }
-  return n;
+  // The shape table above, summed in closed form (no table: callers size requests with it before
+  // anything is checked or built; tests compare it with the built module).
+  cfg.validate();
+  const double D = static_cast<double>(cfg.inner_dim()), M = static_cast<double>(cfg.mlp_hidden());
+  const double hd = static_cast<double>(cfg.attention_head_dim), F = static_cast<double>(FluxConfig::kTimestepChannels);
+  const auto linear = [](double in, double out) { return out * in + out; };
+  const double embed = linear(static_cast<double>(cfg.in_channels), D) +
+                       linear(static_cast<double>(cfg.joint_attention_dim), D) +
+                       (linear(F, D) + linear(D, D)) * (cfg.guidance_embeds ? 2 : 1) +
+                       linear(static_cast<double>(cfg.pooled_projection_dim), D) + linear(D, D);
+  const double dbl = 2 * linear(D, 6 * D) + 8 * linear(D, D) + 4 * hd + 2 * (linear(D, M) + linear(M, D));
+  const double single = linear(D, 3 * D) + linear(D, M) + linear(D + M, D) + 3 * linear(D, D) + 2 * hd;
+  const double out = linear(D, 2 * D) + linear(D, static_cast<double>(cfg.proj_out_dim()));
+  return embed + static_cast<double>(cfg.num_layers) * dbl + static_cast<double>(cfg.num_single_layers) * single + out;
 }
 
 double flux_forward_flops(const FluxConfig& cfg, int64_t batch, int64_t n_img, int64_t n_txt) {
@@ -210,6 +220,23 @@ double flux_forward_flops(const FluxConfig& cfg, int64_t batch, int64_t n_img, i
   const double per_sample = embed + static_cast<double>(cfg.num_layers) * dbl +
                             static_cast<double>(cfg.num_single_layers) * single + out;
   return per_sample * static_cast<double>(batch);
+}
+
+double flux_forward_memory_bytes(const FluxConfig& cfg, int64_t batch, int64_t n_img, int64_t n_txt,
+                                 int64_t elem_bytes) {
+  const double B = static_cast<double>(batch), S = static_cast<double>(n_img + n_txt), e = static_cast<double>(elem_bytes);
+  const double D = static_cast<double>(cfg.inner_dim()), M = static_cast<double>(cfg.mlp_hidden());
+  const double H = static_cast<double>(cfg.num_attention_heads);
+  const double weights = flux_parameter_count(cfg) * e;
+  // A single block: input and output streams (2D), q, k, v (3D), attention output (D), MLP hidden (M).
+  const double streams = B * S * (6 * D + M) * e;
+#if TORCH_VERSION_MAJOR >= 2
+  (void)H;  // scaled_dot_product_attention does not keep the S x S scores
+  return weights + streams;
+#else
+  const double scores = 2 * B * H * S * S * std::max<double>(e, 4);  // scores + softmax (float32 for half types)
+  return weights + streams + scores;
+#endif
 }
 
 // ----------------------------------------------------------------------------------- pieces

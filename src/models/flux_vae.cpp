@@ -16,16 +16,28 @@ void FluxVaeConfig::validate() const {
     if (v <= 0)
       throw std::invalid_argument(std::string("VAE config: '") + key + "' must be > 0 (got " + std::to_string(v) + ")");
   };
+  // Upper bounds far above published VAEs (FLUX.1: 2 layers per block, 512 channels) that keep a
+  // hostile config.json from asking for a table of a billion layers.
+  auto at_most = [](const char* key, int64_t v, int64_t hi) {
+    if (v > hi)
+      throw std::invalid_argument(std::string("VAE config: '") + key + "' must be at most " + std::to_string(hi) +
+                                  " (got " + std::to_string(v) + ")");
+  };
   positive("in_channels", in_channels);
   positive("out_channels", out_channels);
   positive("layers_per_block", layers_per_block);
   positive("latent_channels", latent_channels);
   positive("norm_num_groups", norm_num_groups);
+  at_most("in_channels", in_channels, 1 << 12);
+  at_most("out_channels", out_channels, 1 << 12);
+  at_most("layers_per_block", layers_per_block, 64);
+  at_most("latent_channels", latent_channels, 1 << 12);
   if (block_out_channels.empty() || block_out_channels.size() > 16)
     throw std::invalid_argument("VAE config: 'block_out_channels' must have 1 to 16 entries, got " +
                                 std::to_string(block_out_channels.size()));
   for (int64_t c : block_out_channels) {
     positive("block_out_channels", c);
+    at_most("block_out_channels", c, 1 << 16);
     if (c % norm_num_groups != 0)
       throw std::invalid_argument("VAE config: 'block_out_channels' entry " + std::to_string(c) +
                                   " is not divisible by 'norm_num_groups' (" + std::to_string(norm_num_groups) + ")");

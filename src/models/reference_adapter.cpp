@@ -43,6 +43,27 @@ nlohmann::json read_json_file(const std::string& path) {
 
 }  // namespace
 
+std::string not_an_adapter_folder(const std::string& dir) {
+  const std::string cfg = dir + "/config.json";
+  std::string found;
+  struct stat st {};
+  if (::stat(cfg.c_str(), &st) != 0) {
+    found = "the folder has no config.json";
+  } else {
+    try {
+      const nlohmann::json j = nlohmann::json::parse(io::read_file(cfg));
+      const auto it = j.is_object() ? j.find("_class_name") : j.end();
+      found = it == j.end() ? "its config.json has no \"_class_name\""
+              : it->is_string() ? "its config.json names \"" + it->get<std::string>() + "\" (a model, not an adapter)"
+                                : "its config.json's \"_class_name\" is not a string";
+    } catch (const std::exception&) {
+      found = "its config.json is not valid JSON";
+    }
+  }
+  return dir + ": not an adapter: " + found + "; an adapter is a file (.safetensors from `arcflow distill`) "
+         "or a pnotp/ArcFlow adapter folder (config.json naming " + kClass + " and " + kWeights + ")";
+}
+
 bool is_reference_adapter(const std::string& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;

@@ -2,6 +2,8 @@
 
 #include "arcflow/models/reference_adapter.h"
 
+#include <sys/stat.h>
+
 #include <stdexcept>
 
 #include "arcflow/models/weights.h"
@@ -161,6 +163,8 @@ void save_adapter(LoRAStudent& s, const std::string& path, const io::Metadata& e
 
 LoRAStudent load_adapter(const NetworkPtr& teacher, const std::string& path, io::Metadata* metadata) {
   if (is_reference_adapter(path)) return load_reference_adapter(teacher, path, metadata);  // pnotp/ArcFlow's folder
+  if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw std::runtime_error(not_an_adapter_folder(path));
   const io::SafetensorsFile f = io::load_safetensors(path);
   const auto model = f.metadata.find("model");
   if (model == f.metadata.end() || model->second != "arcflow-adapter")

@@ -31,6 +31,7 @@ bool reset_peak_rss() {
 // ------------------------------------------------------------------------------ device memory
 
 #ifdef ARCFLOW_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
@@ -46,6 +47,28 @@ int64_t peak_device_memory_bytes(const c10::Device& device) {
 #endif
   if (device.is_cpu()) return peak_rss_bytes();
   return -1;
+}
+
+int64_t device_memory_capacity_bytes(const c10::Device& device) {
+#ifdef ARCFLOW_HAVE_CUDA
+  if (device.is_cuda())
+    return static_cast<int64_t>(at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->totalGlobalMem);
+#endif
+  if (!device.is_cpu()) return -1;
+  int64_t total = -1;
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("MemTotal:", 0) == 0) total = std::stoll(line.substr(9)) * 1024;
+  for (const char* limit : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream f(limit);
+    std::string v;
+    if (f >> v && !v.empty() && v.find_first_not_of("0123456789") == std::string::npos) {
+      const int64_t bytes = std::stoll(v);
+      if (bytes > 0 && (total < 0 || bytes < total)) total = bytes;
+    }
+  }
+  return total;
 }
 
 void reset_peak_device_memory(const c10::Device& device) {

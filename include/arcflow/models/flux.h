@@ -104,6 +104,15 @@ double flux_parameter_count(const FluxConfig& cfg);
 // norm_out and proj_out. Element-wise work (norms, RoPE, GELU, softmax) is left out.
 double flux_forward_flops(const FluxConfig& cfg, int64_t batch, int64_t n_img, int64_t n_txt);
 
+// A lower bound on the peak memory of one forward pass without gradients, in bytes, for weights of
+// `elem_bytes` per value (4 float32, 2 BF16/F16): the weights, plus the largest block's live
+// activations at `batch` (the residual streams, q/k/v and the MLP hidden state over S tokens, and
+// the B x heads x S x S attention scores with their softmax where LibTorch 1.13's attention makes
+// them; LibTorch 2's fused attention does not). What `sample`, `bench` and `distill` check before
+// building anything.
+double flux_forward_memory_bytes(const FluxConfig& cfg, int64_t batch, int64_t n_img, int64_t n_txt,
+                                 int64_t elem_bytes);
+
 // ---------------------------------------------------------------------------------- pieces
 
 // diffusers' Timesteps(256, flip_sin_to_cos=true, downscale_freq_shift=0) in float32:

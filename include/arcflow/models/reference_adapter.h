@@ -27,6 +27,9 @@ namespace arcflow {
 
 // True when `dir` is a folder whose config.json names ArcFluxTransformer2DModel.
 bool is_reference_adapter(const std::string& dir);
+// For a folder that is not one: what was found there instead, as one line naming the folder and
+// saying what an adapter path may be ("DIR: not an adapter: the folder has no config.json; ...").
+std::string not_an_adapter_folder(const std::string& dir);
 
 // Writes an ArcFlow student of a FLUX teacher in the reference layout (float32 tensors; atomic
 // files; the LoRA scale alpha / rank folded into lora_B, since the reference implies alpha = rank).

@@ -21,4 +21,9 @@ bool reset_peak_rss();
 int64_t peak_device_memory_bytes(const c10::Device& device);
 void reset_peak_device_memory(const c10::Device& device);
 
+// The memory a computation on `device` can have at most, in bytes: a CUDA device's total memory (CUDA
+// builds), the machine's physical memory for the CPU (MemTotal, or the cgroup's limit when lower).
+// -1 when unknown.
+int64_t device_memory_capacity_bytes(const c10::Device& device);
+
 }  // namespace arcflow
