@@ -89,6 +89,9 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
 
   NetworkPtr teacher = load_network(o.teacher, dev);
   teacher->module().eval();
+  const int64_t most = *std::max_element(o.batches.begin(), o.batches.end());
+  check_memory("--batch-sizes", teacher->forward_memory_bytes(2 * most), dev,
+               "a guided call on 2 x " + std::to_string(most) + " samples");
   torch::manual_seed(0);
   LoRAStudent student = o.adapter.empty() ? LoRAStudent(teacher, StudentConfig{}) : load_adapter(teacher, o.adapter);
   student->to(dev);

@@ -327,6 +327,14 @@ int run(DistillOptions& o, const GlobalOptions& g) {
     if (flux == nullptr) throw std::invalid_argument("--checkpoint-blocks is for FLUX teachers");
     flux->transformer->checkpoint_blocks = true;
   }
+  {  // before the first step: the guided teacher's call on 2 x the micro-batch, or the student's with backward
+    const int64_t micro = o.d.batch_size / std::max(1, o.d.micro_batches);
+    const double need = teacher->forward_memory_bytes(0) + std::max(student->base->forward_memory_bytes(micro, true),
+                                                                     teacher->forward_memory_bytes(2 * micro));
+    check_memory("--batch and --micro-batches", need, device,
+                 "teacher and student weights and the activations of " + std::to_string(micro) +
+                     " samples kept for the backward pass");
+  }
   // LoRA dropout draws from torch's global generator: a rank of its own from here on.
   if (!lead) torch::manual_seed(stream_seed(o.d.seed, 1000000 + o.dist.rank));
   const std::shared_ptr<Communicator> comm = connect(o.dist, device);

@@ -93,6 +93,9 @@ void validate(const SampleOptions& o) {
 // The teacher of --teacher, checked to make images that a PNG can hold.
 NetworkPtr load_image_teacher(const SampleOptions& o, torch::Device device) {
   NetworkPtr model = load_network(o.teacher, device);
+  const int64_t batch = std::min<int64_t>(o.n, o.sampling.max_batch);
+  check_memory("--batch", model->forward_memory_bytes(2 * batch), device,
+               "a guided call on 2 x " + std::to_string(batch) + " samples");
   const std::vector<int64_t> shape = model->sample_shape();
   if (shape.size() != 3 || (shape[0] != 1 && shape[0] != 3))
     throw std::invalid_argument(o.teacher + ": the '" + model->kind() + "' model does not make images of 1 (gray) "

@@ -113,6 +113,14 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
   const auto t0 = std::chrono::steady_clock::now();
 
   NetworkPtr teacher = load_network(o.teacher, device);
+  {
+    double numel = 1;
+    for (int64_t d : teacher->sample_shape()) numel *= static_cast<double>(d);
+    check_memory("-n", 4.0 * static_cast<double>(o.bench.n) * numel * 4, torch::kCPU,
+                 "the shared noise, the reference's samples and a row's, as float32, and their features");
+  }
+  check_memory("--gen-batch", teacher->forward_memory_bytes(2 * std::min(o.bench.max_batch, o.bench.n)), device,
+               "a guided call on 2 x " + std::to_string(std::min(o.bench.max_batch, o.bench.n)) + " samples");
   if (o.bench.n < 2 * teacher->num_classes())
     std::fprintf(stderr, "note: -n %lld gives some class fewer than 2 samples: its diversity is undefined (nan)\n",
                  static_cast<long long>(o.bench.n));

@@ -379,6 +379,16 @@ Condition DiTImpl::null_condition(const Condition& c) const {
 
 double DiTImpl::forward_flops(int64_t batch) const { return dit_forward_flops(config, batch); }
 
+double DiTImpl::forward_memory_bytes(int64_t batch, bool for_backward) const {
+  const double B = static_cast<double>(batch), N = static_cast<double>(config.num_tokens());
+  const double D = static_cast<double>(config.width), M = static_cast<double>(config.mlp_hidden());
+  const double H = static_cast<double>(config.heads);
+  // float32: a block's streams (in, out, q, k, v, attention out: 6D; MLP hidden: M) and its
+  // attention scores with their softmax (H x N x N).
+  const double block = 4 * B * (N * (6 * D + M) + 2 * H * N * N);
+  return 4 * config.state_size() + block * (for_backward ? static_cast<double>(config.depth) : 1.0);
+}
+
 NetworkPtr load_dit_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device) {
   auto m = std::make_shared<DiTImpl>(read_described_config<DiTConfig>(f, path, "dit", /*kind_optional=*/true));
   load_state(*m, f.tensors, path);

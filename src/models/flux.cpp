@@ -223,7 +223,7 @@ double flux_forward_flops(const FluxConfig& cfg, int64_t batch, int64_t n_img, i
 }
 
 double flux_forward_memory_bytes(const FluxConfig& cfg, int64_t batch, int64_t n_img, int64_t n_txt,
-                                 int64_t elem_bytes) {
+                                 int64_t elem_bytes, bool for_backward, bool checkpoint_blocks) {
   const double B = static_cast<double>(batch), S = static_cast<double>(n_img + n_txt), e = static_cast<double>(elem_bytes);
   const double D = static_cast<double>(cfg.inner_dim()), M = static_cast<double>(cfg.mlp_hidden());
   const double H = static_cast<double>(cfg.num_attention_heads);
@@ -232,11 +232,14 @@ double flux_forward_memory_bytes(const FluxConfig& cfg, int64_t batch, int64_t n
   const double streams = B * S * (6 * D + M) * e;
 #if TORCH_VERSION_MAJOR >= 2
   (void)H;  // scaled_dot_product_attention does not keep the S x S scores
-  return weights + streams;
+  const double block = streams;
 #else
-  const double scores = 2 * B * H * S * S * std::max<double>(e, 4);  // scores + softmax (float32 for half types)
-  return weights + streams + scores;
+  const double block = streams + 2 * B * H * S * S * std::max<double>(e, 4);  // scores + softmax (float32 for half types)
 #endif
+  const double blocks = static_cast<double>(cfg.num_layers + cfg.num_single_layers);
+  if (!for_backward) return weights + block;
+  if (checkpoint_blocks) return weights + block + blocks * B * S * D * e;
+  return weights + blocks * block;
 }
 
 // ----------------------------------------------------------------------------------- pieces

@@ -163,6 +163,13 @@ std::vector<std::string> FluxNetwork::default_lora_targets() const {
           "time_text_embed.timestep_embedder.linear_1", "time_text_embed.timestep_embedder.linear_2"};
 }
 
+double FluxNetwork::forward_memory_bytes(int64_t batch, bool for_backward) const {
+  const torch::ScalarType dtype = transformer->parameters().empty() ? torch::kFloat32
+                                                                     : transformer->parameters().front().scalar_type();
+  return flux_forward_memory_bytes(transformer->config, batch, (h_ / 2) * (w_ / 2), text_tokens_, c10::elementSize(dtype),
+                                   for_backward, transformer->checkpoint_blocks);
+}
+
 double FluxNetwork::forward_flops(int64_t batch) const {
   return flux_forward_flops(transformer->config, batch, (h_ / 2) * (w_ / 2), text_tokens_);
 }

@@ -82,6 +82,12 @@ double ToyMLPImpl::forward_flops(int64_t batch) const {
   return 2.0 * batch * ((2.0 + config.time_dim) * h + (config.depth - 1.0) * h * h + 2.0 * h);
 }
 
+double ToyMLPImpl::forward_memory_bytes(int64_t batch, bool for_backward) const {
+  const double h = static_cast<double>(config.hidden);
+  const double weights = (2.0 + config.time_dim) * h + (config.depth - 1.0) * h * h + 3.0 * h + 2.0;
+  return 4 * (weights + 2.0 * batch * h * (for_backward ? config.depth : 1.0));
+}
+
 NetworkPtr load_toy_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device) {
   auto m = std::make_shared<ToyMLPImpl>(read_described_config<ToyMLPConfig>(f, path, "toy_mlp"));
   load_state(*m, f.tensors, path);

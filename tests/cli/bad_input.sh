@@ -77,6 +77,11 @@ expect "empty-folder" sample --teacher "$d/empty-folder" --prompts $P -o "$d/x.p
 expect "--height, --width and --batch" sample --teacher tests/data/flux/dev --prompts tests/data/flux/prompts.safetensors \
   --height 1000000 --width 1000000
 expect "-n: this request needs about" sample --teacher $T -n 4000000000
+expect "--batch: this request needs about" sample --teacher $T -n 100000000 --batch 100000000
+expect "--batch and --micro-batches" distill --teacher $T --batch 10000000 --iters 1 -o "$d/big"
+expect "--batch-sizes" bench --teacher $T --batch-sizes 1,100000000 --skip-training -o "$d/b.json"
+expect "--gen-batch" eval --teacher $T -n 1000000 --gen-batch 1000000 -o "$d/e"
+expect "-n: this request needs about" eval --teacher $T -n 4000000000 -o "$d/e"
 # Adapter paths that are neither an adapter file nor an adapter folder: one line saying what was found.
 expect "not an adapter: the folder has no config.json" sample --teacher $T --adapter "$d/empty-folder"
 expect "(a model, not an adapter)" sample --teacher tests/data/flux/dev --prompts tests/data/flux/prompts.safetensors \

@@ -162,6 +162,7 @@ class DiTImpl : public torch::nn::Module, public Network {
   bool has_null_condition() const override { return true; }
   Condition null_condition(const Condition& c) const override;
   double forward_flops(int64_t batch) const override;
+  double forward_memory_bytes(int64_t batch, bool for_backward = false) const override;
 
   DiTConfig config;
   torch::nn::Conv2d x_embedder{nullptr};

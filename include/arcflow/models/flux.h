@@ -108,10 +108,11 @@ double flux_forward_flops(const FluxConfig& cfg, int64_t batch, int64_t n_img, i
 // `elem_bytes` per value (4 float32, 2 BF16/F16): the weights, plus the largest block's live
 // activations at `batch` (the residual streams, q/k/v and the MLP hidden state over S tokens, and
 // the B x heads x S x S attention scores with their softmax where LibTorch 1.13's attention makes
-// them; LibTorch 2's fused attention does not). What `sample`, `bench` and `distill` check before
-// building anything.
+// them; LibTorch 2's fused attention does not). With `for_backward`, every block's activations
+// (kept for the backward pass), or with `checkpoint_blocks` one block's plus every block's input.
+// What `sample`, `bench` and `distill` check before building anything.
 double flux_forward_memory_bytes(const FluxConfig& cfg, int64_t batch, int64_t n_img, int64_t n_txt,
-                                 int64_t elem_bytes);
+                                 int64_t elem_bytes, bool for_backward = false, bool checkpoint_blocks = false);
 
 // ---------------------------------------------------------------------------------- pieces
 

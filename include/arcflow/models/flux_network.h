@@ -42,6 +42,7 @@ class FluxNetwork : public Network {
   int64_t latent_channels() const { return transformer->config.in_channels / 4; }
   // Text tokens assumed by forward_flops (default 512, FLUX.1-dev's T5 length).
   void set_text_tokens(int64_t n) { text_tokens_ = n; }
+  int64_t text_tokens() const { return text_tokens_; }
   // Data-free distillation: random_condition() draws prompts uniformly from `e` (checked against
   // the config: std::invalid_argument naming the tensor), with distilled guidance `guidance` for
   // models that take it. Without a pool random_condition() throws, naming --prompts.
@@ -79,6 +80,7 @@ class FluxNetwork : public Network {
   std::vector<std::string> default_lora_targets() const override;
   std::string final_norm_module() const override { return "norm_out"; }
   double forward_flops(int64_t batch) const override;
+  double forward_memory_bytes(int64_t batch, bool for_backward = false) const override;
 
   FluxTransformer transformer;
 

@@ -88,6 +88,11 @@ class Network : public Teacher {
 
   // Floating-point operations of one forward pass over `batch` samples (matrix products).
   virtual double forward_flops(int64_t batch) const = 0;
+  // A lower bound on the peak memory (bytes) of one forward pass over `batch` samples: the weights
+  // plus the largest block's live activations; with `for_backward`, the activations every block
+  // keeps for the backward pass too (one block's inputs only where blocks are recomputed).
+  // Commands compare it with the machine's memory before they allocate (util/resources.h).
+  virtual double forward_memory_bytes(int64_t batch, bool for_backward = false) const = 0;
 };
 
 using NetworkPtr = std::shared_ptr<Network>;

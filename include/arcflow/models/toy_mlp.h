@@ -52,6 +52,7 @@ class ToyMLPImpl : public torch::nn::Module, public Network {
   HeadLayout head_layout() const override;
   std::vector<std::string> default_lora_targets() const override;  // layers.1 .. layers.{depth-1}
   double forward_flops(int64_t batch) const override;
+  double forward_memory_bytes(int64_t batch, bool for_backward = false) const override;
 
   ToyMLPConfig config;
   torch::nn::ModuleList layers;  // of LoRALinear
