@@ -40,8 +40,8 @@ const std::string& work_dir() {
     ::mkdir(d.c_str(), 0700);
     return d;
   }();
-  for (const char* f : {"config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
-                        kShard})
+  for (const char* f :
+       {"config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json", kShard})
     std::remove((dir + "/" + f).c_str());
   return dir;
 }
