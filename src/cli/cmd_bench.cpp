@@ -159,7 +159,12 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     out["speedup_b" + std::to_string(b)] = ms[b]["teacher-euler-50-cfg"] / ms[b]["student-2"];
   }
   out["rows"] = rows;
-  out["student_temperature"] = temperature ? *temperature : student->auto_temperature(2);
+  {
+    StudentSampling s2;  // the student-2 rows' sampling
+    s2.nfe = 2;
+    s2.temperature = temperature;
+    out["student_temperature"] = s2.temperature_for(*student);
+  }
   out["student_temperature_rule"] = temperature ? "given" : "auto";
   out["sampling_peak_rss_mb"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
 

@@ -69,14 +69,15 @@ ImageGenerator::ImageGenerator(const std::string& teacher_path, const std::vecto
     info.name = a.name;
     info.path = a.path;
     info.K = st->config.K;
-    const StudentSampling distilled = distilled_sampling(meta, a.path);
+    StudentSampling distilled = distilled_sampling(meta, a.path);
+    distilled.temperature = a.temperature;
     info.nfe = distilled.nfe;
     info.policy = st->config.policy == "arcflow" && info.K == 1 ? "linear" : st->config.policy;
     info.shift = distilled.shift;
     info.timestep_ratio = distilled.timestep_ratio;
     info.total_substeps = distilled.total_substeps;
     info.temperature = a.temperature;
-    info.distilled_temperature = a.temperature ? *a.temperature : st->auto_temperature(info.nfe);
+    info.distilled_temperature = distilled.temperature_for(*st);
     c.adapters.push_back(info);
     m.students.push_back(st);
   }
