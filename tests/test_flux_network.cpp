@@ -3,10 +3,13 @@
 // the output layer as the network's own unpacking does, conditions are checked, teacher sampling
 // equals an Euler loop written out on the raw transformer, and uninitialised construction draws
 // no random numbers.
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "arcflow/core/schedule.h"
+#include "arcflow/models/dit.h"
+#include "arcflow/models/flux_loader.h"
 #include "arcflow/models/flux_network.h"
 #include "arcflow/models/param_init.h"
 #include "arcflow/models/registry.h"
@@ -196,6 +199,57 @@ TEST(FluxNetwork, FolderErrorsNameTheFile) {
   const std::string empty = testing::TempDir() + "/flux_empty_dir";
   io::make_output_dir(empty);
   expect_error([&] { load_network(empty); }, {empty, "not a model folder"});
+}
+
+TEST(FluxNetwork, LoadTeacherSetsAFolderUpAtItsSizeWithItsPromptPool) {
+  FolderTeacherOptions o;
+  o.prompts = flux_data("prompts.safetensors");
+  o.height = 32;  // the fixture's VAE downscales by 4: latent 8 x 6
+  o.width = 24;
+  o.guidance = 2.5;
+  NetworkPtr net = load_teacher(flux_data("dev"), o);
+  EXPECT_EQ(net->sample_shape(), (std::vector<int64_t>{4, 8, 6}));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  const Condition c = net->random_condition(3, gen);
+  EXPECT_TRUE(torch::allclose(c.at("guidance").to(torch::kFloat64), torch::full({3}, 2.5, torch::kFloat64)));
+  const FluxPromptEmbeddings pool = load_flux_prompt_embeddings(o.prompts, read_flux_config(
+      flux_data("dev/transformer/config.json")));
+  EXPECT_EQ(c.at("prompt_embeds").size(1), pool.prompt_embeds.size(1));
+  // Each drawn prompt is a row of the file.
+  for (int64_t i = 0; i < 3; ++i) {
+    bool found = false;
+    for (int64_t r = 0; r < pool.size(); ++r)
+      found = found || torch::equal(c.at("prompt_embeds")[i], pool.prompt_embeds[r].to(c.at("prompt_embeds").dtype()));
+    EXPECT_TRUE(found) << "sample " << i;
+  }
+  o.height = 30;
+  expect_error([&] { load_teacher(flux_data("dev"), o); }, {"--height and --width", "multiples of 8", "30 x 24"});
+  o.height = 32;
+  o.memory_flags = "--size-flag";
+  o.batch = int64_t{1} << 40;
+  expect_error([&] { load_teacher(flux_data("dev"), o); }, {"--size-flag", "needs about"});
+}
+
+TEST(FluxNetwork, GuidanceKindAndBlockCheckpointingAreOnTheSeam) {
+  auto dev = dev_network();
+  EXPECT_EQ(dev->guidance_kind(), GuidanceKind::distilled);
+  EXPECT_EQ(load_network(flux_data("schnell"))->guidance_kind(), GuidanceKind::none);
+  dev->set_class_prompts(make_class_prompts(dev->transformer->config, {"a", "b"}, 3, 0));
+  EXPECT_EQ(dev->guidance_kind(), GuidanceKind::classifier_free);
+  EXPECT_TRUE(dev->set_block_checkpointing(true));
+  EXPECT_TRUE(dev->transformer->checkpoint_blocks);
+  EXPECT_TRUE(dev->set_block_checkpointing(false));
+  EXPECT_FALSE(dev->transformer->checkpoint_blocks);
+  // The DiT: classifier-free (it has a null class), no per-block checkpointing.
+  DiTConfig small;
+  small.width = 32;
+  small.depth = 1;
+  NetworkPtr dit = create_network("dit", small.to_json());
+  EXPECT_EQ(dit->guidance_kind(), GuidanceKind::classifier_free);
+  EXPECT_FALSE(dit->set_block_checkpointing(true));
+  EXPECT_TRUE(dit->set_block_checkpointing(false));
+  EXPECT_NE(find_model("flux").save_reference_adapter, nullptr);
+  EXPECT_EQ(find_model("dit").save_reference_adapter, nullptr);
 }
 
 }  // namespace

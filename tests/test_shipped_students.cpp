@@ -23,7 +23,10 @@ const std::string kModels = kData + "/../../models/";
 // CLI's -t has set it too since 692e297 (after a271fce), so gmflow-2's fixture was made with one
 // BLAS thread, the others with two, and products summed in another order move GMFlow's samples by 5e-6 (its posterior
 // over 16 components amplifies rounding; measured: `arcflow -t 1` vs `-t 2 sample`). Hence 1e-5 for
-// the students.
+// the students. On an AMD EPYC (AVX-512 kernels), gmflow-2's samples are 1.12e-5 from its fixture
+// with one thread and 1.26e-5 with two, and the binary of the commit before this tolerance gives
+// samples bit-equal to this one's there (measured with the README's command): another CPU's
+// rounding, not a change, so gmflow-2 gets 2.5e-5 (a change of the model moves them by > 1e-3).
 struct OneThread {
   int before = torch::get_num_threads();
   OneThread() { torch::set_num_threads(1); }
@@ -48,7 +51,7 @@ TEST(ShippedModels, StudentsReproduceTheirSamplesFromBeforeTheInterfaces) {
     StudentSampling so = distilled_sampling(meta, name);
     so.temperature = 1.0;  // the fixtures' (gmflow-2's "auto" would be 0.1 since issue 25)
     const torch::Tensor got = sample_student(*s, want.noise, Condition::labels(want.labels), so);
-    EXPECT_LE(max_abs(got, want.samples), 1e-5) << name;
+    EXPECT_LE(max_abs(got, want.samples), name == "gmflow-2" ? 2.5e-5 : 1e-5) << name;
     EXPECT_GT(max_abs(got, want.noise), 0.1) << name;  // the fixture is not the noise itself
   }
 }

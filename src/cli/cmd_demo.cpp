@@ -15,6 +15,7 @@
 #include "arcflow/io/idx.h"
 #include "arcflow/toy/pipeline.h"
 #include "arcflow/util/progress.h"
+#include "arcflow/util/text.h"
 #include "commands.h"
 #include "eval_table.h"
 
@@ -34,12 +35,6 @@ struct DemoOptions {
   std::string temperature = "auto";  // the students'
   bool quick = false, quiet = false;
 };
-
-std::string num(double v, const char* f = "%.4g") {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 const BenchmarkRow* find_row(const BenchmarkTable& t, const std::string& method) {
   for (const auto& r : t.rows)
@@ -72,21 +67,21 @@ std::string page(const DemoOptions& o, const ToyResult& toy, const TableRun& fm,
       << r.method << "</b>, " << r.nfe << " NFE<br>" << r.description << "</figcaption></figure>\n";
   }
   if (st != nullptr && st->ms_per_image > 0)
-    h << "<p class=\"big\">Speed-up: <b>" << num(ref->ms_per_image / st->ms_per_image, "%.1f") << "x</b> per image ("
-      << ref->method << " " << num(ref->ms_per_image, "%.1f") << " ms, arcflow-2 "
-      << num(st->ms_per_image, "%.2f") << " ms; measured here while generating " << t.n
+    h << "<p class=\"big\">Speed-up: <b>" << format_number(ref->ms_per_image / st->ms_per_image, "%.1f") << "x</b> per image ("
+      << ref->method << " " << format_number(ref->ms_per_image, "%.1f") << " ms, arcflow-2 "
+      << format_number(st->ms_per_image, "%.2f") << " ms; measured here while generating " << t.n
       << " images in batches of up to " << o.n << "; <code>arcflow bench</code> measures it carefully).</p>\n";
   h << "<p>Short evaluation: <b>" << t.n << " samples per method</b> (the full table uses 5,000: "
        "<code>arcflow eval</code>, see the README). FID at this size is biased upward and only comparable within "
        "the table. Features: " << kFeatureNetwork << ".</p>\n<table><tr><th>method</th><th>NFE</th><th>FID</th>"
        "<th>FID vs teacher</th><th>accuracy</th><th>diversity</th><th>endpoint MSE</th><th>ms/image</th></tr>\n";
   for (const auto& r : t.rows)
-    h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << num(r.fid, "%.1f") << "</td><td>"
-      << num(r.fid_vs_teacher, "%.1f") << "</td><td>" << num(100 * r.accuracy, "%.1f%%") << "</td><td>"
-      << num(r.diversity, "%.2f") << "</td><td>" << num(r.endpoint_mse, "%.4f") << "</td><td>"
-      << num(r.ms_per_image, "%.2f") << "</td></tr>\n";
-  h << "</table>\n<p>Real test images: accuracy " << num(100 * fm.reference.accuracy, "%.1f%%") << ", diversity "
-    << num(fm.reference.diversity, "%.2f") << ". endpoint MSE: the end point's per-pixel MSE to " << ref->method
+    h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << format_number(r.fid, "%.1f") << "</td><td>"
+      << format_number(r.fid_vs_teacher, "%.1f") << "</td><td>" << format_number(100 * r.accuracy, "%.1f%%") << "</td><td>"
+      << format_number(r.diversity, "%.2f") << "</td><td>" << format_number(r.endpoint_mse, "%.4f") << "</td><td>"
+      << format_number(r.ms_per_image, "%.2f") << "</td></tr>\n";
+  h << "</table>\n<p>Real test images: accuracy " << format_number(100 * fm.reference.accuracy, "%.1f%%") << ", diversity "
+    << format_number(fm.reference.diversity, "%.2f") << ". endpoint MSE: the end point's per-pixel MSE to " << ref->method
     << " from the same noise. Full page: <a href=\"fashion/index.html\">fashion/index.html</a>.</p>\n";
 
   // Toy.
@@ -96,8 +91,8 @@ std::string page(const DemoOptions& o, const ToyResult& toy, const TableRun& fm,
     << " NFE, shift " << c.shift << ". Endpoint MSE to the fine Euler reference from the same noise:</p>\n<table>"
        "<tr><th>method</th><th>NFE</th><th>endpoint MSE</th><th>path MSE</th></tr>\n";
   for (const auto& r : toy.rows)
-    h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << num(r.endpoint_mse, "%.5f") << "</td><td>"
-      << num(r.path_mse, "%.5f") << "</td></tr>\n";
+    h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << format_number(r.endpoint_mse, "%.5f") << "</td><td>"
+      << format_number(r.path_mse, "%.5f") << "</td></tr>\n";
   h << "</table>\n<p>Trajectories from the same noises (grey: the reference; squares end the steps): the linear "
        "student moves in straight segments, ArcFlow's steps bend with the teacher.</p>\n";
   for (size_t i = 2; i < toy.curves.size(); ++i)

@@ -19,10 +19,8 @@
 #include "arcflow/models/student.h"
 #include "arcflow/training/distill.h"
 #include "arcflow/util/progress.h"
-#include "arcflow/models/flux_network.h"
 #include "arcflow/models/reference_adapter.h"
 #include "commands.h"
-#include "flux_sample.h"
 #include "config_file.h"
 #include "training_run.h"
 
@@ -190,11 +188,11 @@ void validate(DistillOptions& o) {
   if (!(d.lr > 0)) throw std::invalid_argument("--lr must be > 0");
 }
 
-// The teacher of --teacher: a weights file, or a FLUX model folder set up for distillation (latent
-// size, prompt pool with its distilled guidance, dtype).
+// The teacher of --teacher: a weights file, or a model folder set up for distillation (latent
+// size, prompt pool with its distilled guidance, dtype; registry.h, load_teacher).
 NetworkPtr load_teacher(const DistillOptions& o, torch::Device device) {
   if (!is_model_folder(o.teacher)) {
-    if (!o.prompts.empty()) throw std::invalid_argument("--prompts is for FLUX model folders; --teacher " + o.teacher +
+    if (!o.prompts.empty()) throw std::invalid_argument("--prompts is for model folders; --teacher " + o.teacher +
                                                         " is a weights file");
     return load_network(o.teacher, device);
   }
@@ -202,29 +200,15 @@ NetworkPtr load_teacher(const DistillOptions& o, torch::Device device) {
     throw std::invalid_argument("--teacher " + o.teacher + " is a model folder: pass --prompts FILE (pre-encoded "
                                 "prompts; scripts/encode_prompts.py writes one)");
   require_input_file("--prompts", o.prompts, "a prompt-embeddings file");
-  LoadOptions lo;
-  lo.dtype = parse_compute_dtype(o.dtype, device);
-  const int64_t down = flux_vae_downscale(o.teacher);
-  check_flux_image_size(o.height, o.width, down, "--height and --width");
-  // Before the weights: the prompts (small), then what one forward pass at the batch needs at least
-  // (training holds more, for the backward pass).
-  const FluxConfig cfg = read_flux_config(transformer_folder(o.teacher) + "/config.json");
-  FluxPromptEmbeddings prompts = load_flux_prompt_embeddings(o.prompts, cfg);
-  {
-    const int64_t n_img = (o.height / down / 2) * (o.width / down / 2), n_txt = prompts.prompt_embeds.size(1);
-    const int64_t batch = std::max<int64_t>(1, o.d.batch_size / std::max(1, o.d.micro_batches));
-    check_memory("--height, --width and --batch",
-                 flux_forward_memory_bytes(cfg, batch, n_img, n_txt, c10::elementSize(*lo.dtype)), device,
-                 "a forward pass alone at " + std::to_string(o.width) + " x " + std::to_string(o.height) +
-                     ", batch " + std::to_string(batch) + ", " + std::string(c10::toString(*lo.dtype)) +
-                     "; training needs more");
-  }
-  NetworkPtr net = load_network(o.teacher, device, lo);
-  auto* flux = dynamic_cast<FluxNetwork*>(net.get());
-  if (flux == nullptr) throw std::invalid_argument(o.teacher + ": not a FLUX model folder");
-  flux->set_latent_size(o.height / down, o.width / down);
-  flux->set_prompt_pool(std::move(prompts), o.guidance);
-  return net;
+  FolderTeacherOptions fo;
+  fo.prompts = o.prompts;
+  fo.height = o.height;
+  fo.width = o.width;
+  fo.guidance = o.guidance;
+  fo.batch = o.d.batch_size / std::max(1, o.d.micro_batches);
+  fo.dtype = parse_compute_dtype(o.dtype, device);
+  fo.memory_note = "training needs more";
+  return arcflow::load_teacher(o.teacher, fo, device);
 }
 
 io::Metadata run_metadata(const DistillOptions& o, int iteration) {
@@ -315,18 +299,16 @@ int run(DistillOptions& o, const GlobalOptions& g) {
   } else {
     o.s.train_norm_out = o.train_norm_out && (norm_given || !teacher->final_norm_module().empty());
   }
-  // FLUX prompts: --guidance is the distilled guidance the network reads, so no CFG. A FLUX
-  // network with class prompts (train-teacher --arch flux) has a null class: --guidance is CFG.
-  const bool distilled_guidance = dynamic_cast<FluxNetwork*>(teacher.get()) != nullptr && !teacher->has_null_condition();
-  const double cfg_scale = distilled_guidance ? 1.0 : o.guidance;
+  // --guidance is classifier-free guidance for a teacher with a null condition; for distilled
+  // guidance (FLUX.1-dev's prompts) it is the value the network reads, so no CFG; a teacher
+  // without either (FLUX.1-schnell) is called once per step.
+  const double cfg_scale = teacher->guidance_kind() == GuidanceKind::classifier_free ? o.guidance : 1.0;
   torch::manual_seed(o.d.seed);  // the same initial weights on every rank
   LoRAStudent student(teacher, o.s);
   o.s = student->config;  // with the teacher's default LoRA targets filled in
-  if (o.checkpoint_blocks) {
-    auto* flux = dynamic_cast<FluxNetwork*>(student->base.get());
-    if (flux == nullptr) throw std::invalid_argument("--checkpoint-blocks is for FLUX teachers");
-    flux->transformer->checkpoint_blocks = true;
-  }
+  if (o.checkpoint_blocks && !student->base->set_block_checkpointing(true))
+    throw std::invalid_argument("--checkpoint-blocks: the " + teacher->kind() + " architecture has no per-block "
+                                "checkpointing (FLUX has)");
   {  // before the first step: the guided teacher's call on 2 x the micro-batch, or the student's with backward
     const int64_t micro = o.d.batch_size / std::max(1, o.d.micro_batches);
     const double need = teacher->forward_memory_bytes(0) + std::max(student->base->forward_memory_bytes(micro, true),
@@ -409,10 +391,11 @@ int run(DistillOptions& o, const GlobalOptions& g) {
         if (lead) save_ema_adapter(dist, student, o, snapshot_path(o.output, it));
       });
   if (!lead) return r.exit_status();
-  if (is_model_folder(o.teacher) && o.s.policy == "arcflow" && o.s.K >= 2) {
-    // A FLUX ArcFlow student also in the reference's adapter folder (pnotp/ArcFlow's loader reads it).
+  const auto save_reference = find_model(teacher->kind()).save_reference_adapter;
+  if (save_reference != nullptr && is_model_folder(o.teacher) && o.s.policy == "arcflow" && o.s.K >= 2) {
+    // A published model's ArcFlow student also in the reference's adapter folder (pnotp/ArcFlow's loader reads it).
     LoRAStudent ema = load_adapter(teacher, adapter_path);
-    save_reference_adapter(ema, o.output + "/reference-adapter");
+    save_reference(ema, o.output + "/reference-adapter");
     std::printf("reference-layout adapter (pnotp/ArcFlow, diffusers): %s/reference-adapter\n", o.output.c_str());
   }
   std::printf("%lld iterations in %s; checkpoint %s; adapter (EMA) %s\n", static_cast<long long>(r.steps_run),

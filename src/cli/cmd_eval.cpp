@@ -32,6 +32,7 @@
 #include "arcflow/models/lora.h"
 #include "arcflow/training/classifier_train.h"
 #include "arcflow/util/progress.h"
+#include "arcflow/util/text.h"
 #include "commands.h"
 #include "eval_table.h"
 
@@ -46,12 +47,6 @@ std::string parent_dir(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
 }
 
 // ----------------------------------------------------------------------------- train-classifier
@@ -80,7 +75,7 @@ int run_train_classifier(TrainClassifierOptions& o, const GlobalOptions& g, cons
   const ClassifierTrainResult r = train_classifier(model, train, test, o.cfg);
 
   save_classifier(model, o.output,
-                  {{"test_accuracy", fmt("%.4f", r.test_accuracy)},
+                  {{"test_accuracy", format_number(r.test_accuracy, "%.4f")},
                    {"epochs", std::to_string(o.cfg.epochs)},
                    {"seed", std::to_string(o.cfg.seed)},
                    {"command", command}});

@@ -72,11 +72,11 @@ void validate(const SampleOptions& o) {
   if (o.n < 1) throw std::invalid_argument("-n must be >= 1, got " + std::to_string(o.n));
   if (o.sampling.steps < 1) throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(o.sampling.steps));
   if (!(o.sampling.shift > 0.0) || !std::isfinite(o.sampling.shift))
-    throw std::invalid_argument("--shift must be > 0, got " + fmt(o.sampling.shift));
+    throw std::invalid_argument("--shift must be > 0, got " + format_number(o.sampling.shift));
   if (!(o.sampling.timestep_ratio > 0.0) || !std::isfinite(o.sampling.timestep_ratio))
-    throw std::invalid_argument("--timestep-ratio must be > 0, got " + fmt(o.sampling.timestep_ratio));
+    throw std::invalid_argument("--timestep-ratio must be > 0, got " + format_number(o.sampling.timestep_ratio));
   if (!std::isfinite(o.sampling.cfg_scale))
-    throw std::invalid_argument("--cfg-scale must be finite, got " + fmt(o.sampling.cfg_scale));
+    throw std::invalid_argument("--cfg-scale must be finite, got " + format_number(o.sampling.cfg_scale));
   if (o.sampling.max_batch < 1)
     throw std::invalid_argument("--batch must be >= 1, got " + std::to_string(o.sampling.max_batch));
   if (o.nrow < 1) throw std::invalid_argument("--nrow must be >= 1, got " + std::to_string(o.nrow));
@@ -117,9 +117,9 @@ Generator make_teacher_generator(const SampleOptions& o, torch::Device device) {
               {"sampler", o.sampling.sampler},
               {"steps", std::to_string(o.sampling.steps)},
               {"nfe", std::to_string(g.nfe)},
-              {"cfg_scale", fmt(o.sampling.cfg_scale)},
-              {"shift", fmt(o.sampling.shift)},
-              {"timestep_ratio", fmt(o.sampling.timestep_ratio)}};
+              {"cfg_scale", format_number(o.sampling.cfg_scale)},
+              {"shift", format_number(o.sampling.shift)},
+              {"timestep_ratio", format_number(o.sampling.timestep_ratio)}};
   const TeacherSampling s = o.sampling;
   g.run = [model, s](const torch::Tensor& noise, const Condition& cond, const SamplerCallback& cb) {
     return sample_teacher(model, noise, cond, s, cb);
@@ -156,15 +156,15 @@ Generator make_student_generator(const SampleOptions& o, torch::Device device) {
               {"policy", student->config.policy},
               {"K", std::to_string(student->config.K)},
               {"nfe", std::to_string(o.student.nfe)},
-              {"shift", fmt(o.student.shift)},
-              {"timestep_ratio", fmt(o.student.timestep_ratio)}};
+              {"shift", format_number(o.student.shift)},
+              {"timestep_ratio", format_number(o.student.timestep_ratio)}};
   if (meta.count("nfe") && meta.at("nfe") != std::to_string(so.nfe))
     std::fprintf(stderr, "note: %s was distilled for %s steps; sampling with --nfe %d\n", o.adapter.c_str(),
                  meta.at("nfe").c_str(), so.nfe);
   g.params["nfe"] = std::to_string(so.nfe);
-  g.params["shift"] = fmt(so.shift);
-  g.params["timestep_ratio"] = fmt(so.timestep_ratio);
-  g.params["temperature"] = fmt(so.temperature_for(*student));
+  g.params["shift"] = format_number(so.shift);
+  g.params["timestep_ratio"] = format_number(so.timestep_ratio);
+  g.params["temperature"] = format_number(so.temperature_for(*student));
   if (!so.temperature) g.params["temperature_rule"] = "auto";
   g.nfe = so.nfe;
   g.progress_total = ((o.n + so.max_batch - 1) / so.max_batch) * so.nfe;

@@ -52,17 +52,6 @@ void require_input_file(const std::string& flag, const std::string& path, const 
   if (S_ISDIR(st.st_mode)) throw std::invalid_argument(flag + ": '" + path + "' is a folder, expected a file");
 }
 
-void check_memory(const std::string& flags, double need_bytes, torch::Device device, const std::string& detail) {
-  const int64_t have = device_memory_capacity_bytes(device);
-  if (have <= 0 || need_bytes <= static_cast<double>(have)) return;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "needs about %.3g GB", need_bytes / 1e9);
-  std::string msg = flags + ": this request " + buf + (detail.empty() ? "" : " (" + detail + ")");
-  std::snprintf(buf, sizeof buf, "; %s has %.3g GB", device.is_cpu() ? "this machine" : device.str().c_str(),
-                static_cast<double>(have) / 1e9);
-  throw std::invalid_argument(msg + buf);
-}
-
 void require_adapter(const std::string& flag, const std::string& path, const std::string& hint) {
   const std::string why = hint.empty() ? "" : " (" + hint + ")";
   struct stat st {};
@@ -110,12 +99,6 @@ std::string parent_dir(const std::string& file, const std::string& flag) {
   const size_t slash = file.rfind('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : file.substr(0, slash);
-}
-
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
 }
 
 }  // namespace arcflow::cli

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "arcflow/util/resources.h"  // check_memory
+#include "arcflow/util/text.h"       // format_number
+
 namespace arcflow::cli {
 
 struct GlobalOptions {
@@ -24,18 +27,12 @@ bool file_exists(const std::string& path);
 // Throws std::invalid_argument "FLAG: no such file 'PATH' (HINT)" when `path` is empty, missing or
 // a folder, so a bad input path fails before any long work starts.
 void require_input_file(const std::string& flag, const std::string& path, const std::string& hint = "");
-// Refuses (std::invalid_argument) a request whose estimated memory `need_bytes` is past what
-// `device` has (util/resources.h: the machine's memory, or a CUDA device's): "<flags>: ... needs
-// about X GB (<detail>); <device> has Y GB". Does nothing when the capacity is unknown.
-void check_memory(const std::string& flags, double need_bytes, torch::Device device, const std::string& detail = "");
 // An adapter path: a file (checked when read), or a pnotp/ArcFlow adapter folder. Anything else
 // throws std::invalid_argument naming the flag, what was found and what is accepted.
 void require_adapter(const std::string& flag, const std::string& path, const std::string& hint = "");
 // The folder that will hold output `file` (to create before writing); throws std::invalid_argument
 // naming `flag` when `file` is empty or names a folder.
 std::string parent_dir(const std::string& file, const std::string& flag);
-// A number for messages and metadata ("%g": 3.2, 0.0001, 1e+06).
-std::string fmt(double v);
 
 // The command line of this run, recorded in logs and file metadata so a result says how to remake
 // it: main() records argv once; command_line() gives "arcflow ARGS..." with every argument a shell

@@ -4,16 +4,11 @@
 #include <cstdio>
 
 #include "arcflow/evaluation/svg_plot.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow::cli {
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 std::string note_of(const LearntReport& r) {
   if (r.policy == "gmflow")
@@ -26,7 +21,7 @@ std::string note_of(const LearntReport& r) {
 std::string outside(const Histogram& h) {
   const double t = h.total();
   if (!(t > 0) || h.below + h.above == 0) return "";
-  return fmt("%.2f%%", 100 * h.below / t) + " below, " + fmt("%.2f%%", 100 * h.above / t) + " above the range";
+  return format_number(100 * h.below / t, "%.2f%%") + " below, " + format_number(100 * h.above / t, "%.2f%%") + " above the range";
 }
 
 }  // namespace
@@ -73,9 +68,9 @@ std::string curves_html(const std::vector<TrainingCurve>& curves, const Benchmar
        "<th>endpoint_mse</th></tr>\n";
   for (const TrainingCurve& c : curves)
     for (const CurvePoint& p : c.points)
-      h += "<tr><td class=\"l\">" + svg_escape(c.name) + "</td><td class=\"l\">" + svg_escape(c.run_dir) + "</td><td>" +
-           std::to_string(p.iteration) + "</td><td>" + fmt("%.3f", p.fid) + "</td><td>" +
-           fmt("%.5f", p.endpoint_mse) + "</td></tr>\n";
+      h += "<tr><td class=\"l\">" + xml_escape(c.name) + "</td><td class=\"l\">" + xml_escape(c.run_dir) + "</td><td>" +
+           std::to_string(p.iteration) + "</td><td>" + format_number(p.fid, "%.3f") + "</td><td>" +
+           format_number(p.endpoint_mse, "%.5f") + "</td></tr>\n";
   return h + "</table>\n";
 }
 
@@ -105,8 +100,8 @@ std::string velocity_profiles_html(const std::vector<VelocityProfile>& profiles)
        "<th>teacher mean square</th></tr>\n";
   for (const VelocityProfile& p : profiles)
     for (const VelocityProfilePoint& q : p.points)
-      h += "<tr><td class=\"l\">" + svg_escape(p.name) + "</td><td>" + std::to_string(q.step + 1) + "</td><td>" +
-           fmt("%.4f", q.sigma) + "</td><td>" + fmt("%.5f", q.mse) + "</td><td>" + fmt("%.4f", q.teacher_ms) +
+      h += "<tr><td class=\"l\">" + xml_escape(p.name) + "</td><td>" + std::to_string(q.step + 1) + "</td><td>" +
+           format_number(q.sigma, "%.4f") + "</td><td>" + format_number(q.mse, "%.5f") + "</td><td>" + format_number(q.teacher_ms, "%.4f") +
            "</td></tr>\n";
   return h + "</table>\n";
 }
@@ -120,15 +115,15 @@ std::string learnt_html(const std::vector<LearntReport>& learnt) {
       "by w<sub>k</sub>, the rates the velocity actually uses (ln &gamma; = 0: constant velocity; &gt; 0: the "
       "velocity grows as sigma falls, &lt; 0: it fades). Bars are fractions of the total.</p>\n";
   for (const LearntReport& r : learnt) {
-    h += "<h3>" + svg_escape(r.name) + "</h3>\n<p>Row " + svg_escape(r.row) + ", " + svg_escape(r.policy) + ", K " +
+    h += "<h3>" + xml_escape(r.name) + "</h3>\n<p>Row " + xml_escape(r.row) + ", " + xml_escape(r.policy) + ", K " +
          std::to_string(r.K) + ", " + std::to_string(r.nfe) + " NFE.";
-    if (const std::string n = note_of(r); !n.empty()) h += " " + svg_escape(n);
+    if (const std::string n = note_of(r); !n.empty()) h += " " + xml_escape(n);
     h += "</p>\n";
     if (r.K == 1) continue;
     for (const StepMixtureStats& s : r.stats.steps()) {
-      const std::string at = "step " + std::to_string(s.step + 1) + ", sigma " + fmt("%.3g", s.sigma_src) + " to " +
-                             fmt("%.3g", s.sigma_dst);
-      h += "<h4>" + svg_escape(r.name + ", " + at) + "</h4>\n<div>\n" +
+      const std::string at = "step " + std::to_string(s.step + 1) + ", sigma " + format_number(s.sigma_src, "%.3g") + " to " +
+                             format_number(s.sigma_dst, "%.3g");
+      h += "<h4>" + xml_escape(r.name + ", " + at) + "</h4>\n<div>\n" +
            svg_histogram("mixture weights w", "w", s.weight.lo, s.weight.hi, s.weight.counts, outside(s.weight));
       if (s.has_gammas) {
         h += svg_histogram("ln gamma, components k >= 1", "ln gamma", s.log_gamma.lo, s.log_gamma.hi,
@@ -136,14 +131,14 @@ std::string learnt_html(const std::vector<LearntReport>& learnt) {
         h += svg_histogram("ln gamma weighted by w", "ln gamma", s.log_gamma_weighted.lo, s.log_gamma_weighted.hi,
                            s.log_gamma_weighted.counts, outside(s.log_gamma_weighted));
       }
-      h += "</div>\n<table>\n<tr><th class=\"l\">" + svg_escape(at) + "</th>";
+      h += "</div>\n<table>\n<tr><th class=\"l\">" + xml_escape(at) + "</th>";
       for (int64_t k = 0; k < s.K; ++k) h += "<th>k " + std::to_string(k) + "</th>";
       h += "</tr>\n<tr><td class=\"l\">mean w</td>";
-      for (double v : s.mean_weight) h += "<td>" + fmt("%.3f", v) + "</td>";
+      for (double v : s.mean_weight) h += "<td>" + format_number(v, "%.3f") + "</td>";
       h += "</tr>\n";
       if (s.has_gammas) {
         h += "<tr><td class=\"l\">mean ln &gamma;</td>";
-        for (double v : s.mean_log_gamma) h += "<td>" + fmt("%.2f", v) + "</td>";
+        for (double v : s.mean_log_gamma) h += "<td>" + format_number(v, "%.2f") + "</td>";
         h += "</tr>\n";
       }
       h += "</table>\n";

@@ -157,7 +157,7 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
         const double t = so.temperature_for(*st);
         if (std::find(made.begin(), made.end(), t) != made.end()) continue;
         made.push_back(t);
-        const std::string name = row_name(a.name, k, distilled) + (ti == 0 ? "" : "-T" + fmt(t));
+        const std::string name = row_name(a.name, k, distilled) + (ti == 0 ? "" : "-T" + format_number(t));
         students.push_back({name, st, so, nullptr});
         rows.push_back(name);
         temperatures[name] = t;

@@ -74,7 +74,7 @@ nlohmann::json distill_row(const NetworkPtr& net, const FluxBenchOptions& o, boo
     reset_peak_device_memory(dev);
     torch::manual_seed(0);
     LoRAStudent student(net, s);
-    dynamic_cast<FluxNetwork&>(*student->base).transformer->checkpoint_blocks = checkpoint_blocks;
+    student->base->set_block_checkpointing(checkpoint_blocks);
     row["trainable_fraction"] =
         static_cast<double>(student->trainable_count()) / static_cast<double>(student->total_count());
     Distiller dist(make_distill_problem(student, net, 1.0, d, dev), d);

@@ -37,27 +37,6 @@ void validate(const FluxSampleOptions& o) {
 
 }  // namespace
 
-torch::ScalarType parse_compute_dtype(const std::string& name, torch::Device device) {
-  if (name == "auto") return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
-  if (name == "float32" || name == "f32") return torch::kFloat32;
-  if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
-  if (name == "float16" || name == "f16") return torch::kFloat16;
-  throw std::invalid_argument("--dtype must be auto, float32, bfloat16 or float16, got '" + name + "'");
-}
-
-int64_t flux_vae_downscale(const std::string& model_dir) {
-  const std::string vae = model_dir + "/vae/config.json";
-  return file_exists(vae) ? read_flux_vae_config(vae).downscale() : 8;
-}
-
-void check_flux_image_size(int64_t height, int64_t width, int64_t downscale, const std::string& flags) {
-  const int64_t cell = 2 * downscale;
-  if (height <= 0 || width <= 0 || height % cell != 0 || width % cell != 0)
-    throw std::invalid_argument(flags + " must be positive multiples of " + std::to_string(cell) +
-                                " (2 x the VAE's downscale " + std::to_string(downscale) + "), got " +
-                                std::to_string(height) + " x " + std::to_string(width));
-}
-
 int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
   validate(o);
   const std::string vae_dir = o.model_dir + "/vae";
@@ -75,26 +54,15 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
   if (prompts.size() == 0) throw std::invalid_argument(o.prompts + ": holds no prompts");
   if (!cfg.guidance_embeds && o.guidance_given)
     throw std::invalid_argument("--guidance: " + o.model_dir + " has no guidance embedding (a schnell-like model)");
-  const int64_t downscale = flux_vae_downscale(o.model_dir);  // the VAE is there when -o asks for a PNG
-  check_flux_image_size(o.height, o.width, downscale, "--height and --width");
-  {  // before anything large is allocated
-    const int64_t n_img = (o.height / downscale / 2) * (o.width / downscale / 2);
-    const int64_t n_txt = prompts.prompt_embeds.size(1);
-    const int64_t batch = std::min<int64_t>(o.sampling.max_batch, o.n > 0 ? o.n : prompts.size());
-    check_memory("--height, --width and --batch", flux_forward_memory_bytes(cfg, batch, n_img, n_txt, c10::elementSize(dtype)),
-                 device,
-                 std::to_string(o.width) + " x " + std::to_string(o.height) + " is " + std::to_string(n_img) +
-                     " image tokens, attention over " + std::to_string(n_img + n_txt) + " tokens at batch " +
-                     std::to_string(batch) + ", and the weights in " + std::string(c10::toString(dtype)));
-  }
+  FolderTeacherOptions fo;  // the size and the memory of one forward pass are checked before the weights
+  fo.height = o.height;
+  fo.width = o.width;
+  fo.guidance = o.guidance;
+  fo.batch = std::min<int64_t>(o.sampling.max_batch, o.n > 0 ? o.n : prompts.size());
+  fo.dtype = dtype;
+  fo.prompts = o.prompts;
+  const NetworkPtr net = load_teacher(o.model_dir, fo, device);
   FluxVaeDecoder vae{nullptr};
-
-  LoadOptions lo;
-  lo.dtype = dtype;
-  NetworkPtr net = load_network(o.model_dir, device, lo);
-  auto* flux = dynamic_cast<FluxNetwork*>(net.get());
-  if (flux == nullptr) throw std::invalid_argument(o.model_dir + ": not a FLUX model folder");
-  flux->set_latent_size(o.height / downscale, o.width / downscale);
   if (!o.output.empty()) vae = load_flux_vae_decoder(vae_dir, dtype, device);
 
   const int64_t n = o.n > 0 ? o.n : prompts.size();
@@ -131,8 +99,8 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
     bar.finish();
     seconds = bar.elapsed_seconds();
     nfe = so.nfe;
-    method = student->config.policy + " student, " + std::to_string(so.nfe) + " steps, shift " + fmt(so.shift) +
-             ", temperature " + fmt(so.temperature_for(*student)) + (so.temperature ? "" : " (auto)");
+    method = student->config.policy + " student, " + std::to_string(so.nfe) + " steps, shift " + format_number(so.shift) +
+             ", temperature " + format_number(so.temperature_for(*student)) + (so.temperature ? "" : " (auto)");
   }
 
   io::Metadata params = {{"model", o.adapter.empty() ? "teacher" : "student"},
@@ -143,8 +111,8 @@ int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global) {
                          {"sampler", s.sampler},
                          {"steps", std::to_string(s.steps)},
                          {"nfe", std::to_string(nfe)},
-                         {"guidance", cfg.guidance_embeds ? fmt(o.guidance) : "none"},
-                         {"shift", fmt(s.shift)},
+                         {"guidance", cfg.guidance_embeds ? format_number(o.guidance) : "none"},
+                         {"shift", format_number(s.shift)},
                          {"height", std::to_string(o.height)},
                          {"width", std::to_string(o.width)},
                          {"dtype", std::string(c10::toString(dtype))},

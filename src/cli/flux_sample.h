@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "arcflow/models/teacher_options.h"  // parse_compute_dtype
 #include "arcflow/sampling/generate.h"
 #include "common.h"
 
@@ -32,17 +33,6 @@ struct FluxSampleOptions {
   std::optional<double> temperature{};  // --temperature (unset: auto)
   bool nfe_given = false, shift_given = false;
 };
-
-// "auto" -> bfloat16 on CUDA, float32 elsewhere; else float32 / bfloat16 / float16
-// (std::invalid_argument naming --dtype otherwise).
-torch::ScalarType parse_compute_dtype(const std::string& name, torch::Device device);
-
-// The image-to-latent downscale of a model folder's VAE (MODEL_DIR/vae/config.json), or FLUX.1's 8
-// when the folder has no VAE.
-int64_t flux_vae_downscale(const std::string& model_dir);
-// Throws std::invalid_argument naming `flags` unless height and width are positive multiples of
-// 2 x downscale (a packed token covers 2x2 latent pixels).
-void check_flux_image_size(int64_t height, int64_t width, int64_t downscale, const std::string& flags);
 
 int run_flux_sample(const FluxSampleOptions& o, const GlobalOptions& global);
 

@@ -17,16 +17,11 @@
 #include "arcflow/io/png.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/util/interrupt.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 
 namespace {
-
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
 
 // One row to generate: a name, its cost, and how to turn (noise, labels) into raw outputs.
 struct Method {
@@ -48,11 +43,11 @@ Method teacher_method(const NetworkPtr& teacher, const std::string& name, const 
   m.name = name;
   m.nfe = teacher_nfe(s);
   m.description = "teacher, " + sampler_label + " " + std::to_string(s.steps) + " step" + (s.steps == 1 ? "" : "s") +
-                  ", guidance " + num(s.cfg_scale) + ", shift " + num(s.shift);
+                  ", guidance " + format_number(s.cfg_scale) + ", shift " + format_number(s.shift);
   if (s.sampler == "dpmpp_2m" && s.steps <= 2)  // its first and final steps are first order
     m.description += " (first-order steps only at this count: the same images as Euler)";
-  m.cache_name = "teacher-" + s.sampler + "-" + std::to_string(s.steps) + "-cfg-" + num(s.cfg_scale) + "-shift-" +
-                 num(s.shift);
+  m.cache_name = "teacher-" + s.sampler + "-" + std::to_string(s.steps) + "-cfg-" + format_number(s.cfg_scale) + "-shift-" +
+                 format_number(s.shift);
   m.total = ((n + s.max_batch - 1) / s.max_batch) * s.steps;
   m.batch = s.max_batch;
   m.steps = s.steps;
@@ -75,11 +70,11 @@ Method student_method(BenchmarkStudent& st, int64_t n) {
   m.nfe = st.sampling.nfe;
   m.description = policy_label(st.student->config) +
                   ", " + std::to_string(st.sampling.nfe) + " step" + (st.sampling.nfe == 1 ? "" : "s") +
-                  ", shift " + num(st.sampling.shift);
+                  ", shift " + format_number(st.sampling.shift);
   m.temperature = st.sampling.temperature_for(*st.student);
   m.temperature_auto = !st.sampling.temperature;
   if (*m.temperature != 1.0 || !m.temperature_auto)
-    m.description += ", temperature " + num(*m.temperature) + (m.temperature_auto ? " (auto)" : "");
+    m.description += ", temperature " + format_number(*m.temperature) + (m.temperature_auto ? " (auto)" : "");
   m.total = ((n + st.sampling.max_batch - 1) / st.sampling.max_batch) * st.sampling.nfe;
   LoRAStudent student = st.student;
   const StudentSampling so = st.sampling;
@@ -131,19 +126,19 @@ void BenchmarkOptions::validate() const {
   if (n < 2) throw std::invalid_argument("benchmark: n must be >= 2 (feature covariance), got " + std::to_string(n));
   if (!std::isfinite(cfg_scale)) throw std::invalid_argument("benchmark: cfg_scale must be finite");
   if (!(teacher_shift > 0) || !std::isfinite(teacher_shift))
-    throw std::invalid_argument("benchmark: teacher_shift must be > 0, got " + num(teacher_shift));
+    throw std::invalid_argument("benchmark: teacher_shift must be > 0, got " + format_number(teacher_shift));
   if (reference_steps < 1)
     throw std::invalid_argument("benchmark: reference_steps must be >= 1, got " + std::to_string(reference_steps));
   for (int s : teacher_steps)
     if (s < 1) throw std::invalid_argument("benchmark: teacher_steps entries must be >= 1, got " + std::to_string(s));
   for (double s : reference_shifts)
     if (!(s > 0) || !std::isfinite(s))
-      throw std::invalid_argument("benchmark: reference_shifts entries must be > 0, got " + num(s));
+      throw std::invalid_argument("benchmark: reference_shifts entries must be > 0, got " + format_number(s));
   if (max_batch < 1) throw std::invalid_argument("benchmark: max_batch must be >= 1");
   if (classifier_batch < 1) throw std::invalid_argument("benchmark: classifier_batch must be >= 1");
   if (preview < 0) throw std::invalid_argument("benchmark: preview must be >= 0");
   if (!(time_limit_s >= 0) || !std::isfinite(time_limit_s))
-    throw std::invalid_argument("benchmark: time_limit_s must be >= 0, got " + num(time_limit_s));
+    throw std::invalid_argument("benchmark: time_limit_s must be >= 0, got " + format_number(time_limit_s));
 }
 
 BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStudent>& students, Classifier& clf,
@@ -165,7 +160,7 @@ BenchmarkTable run_benchmark(const NetworkPtr& teacher, std::vector<BenchmarkStu
     if (shift == opt.teacher_shift) continue;  // that is the reference row itself
     TeacherSampling other = ts;
     other.shift = shift;
-    methods.push_back(teacher_method(teacher, ref_name + "-shift-" + num(shift), "Euler", other, opt.n));
+    methods.push_back(teacher_method(teacher, ref_name + "-shift-" + format_number(shift), "Euler", other, opt.n));
   }
   ts.shift = opt.teacher_shift;
   for (int steps : opt.teacher_steps) {
@@ -360,20 +355,6 @@ std::string benchmark_grid_file(const std::string& method) {
 
 namespace {
 
-std::string html_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
-
 std::string cell(double v, const char* f) {
   if (!std::isfinite(v)) return "<td>&ndash;</td>";
   char buf[64];
@@ -398,20 +379,20 @@ void write_benchmark_report(const BenchmarkTable& t, const std::string& dir, con
       "</head><body>\n<h1>Few-step comparison</h1>\n";
   h += "<p>" + std::to_string(t.n) + " samples per method, seed " + std::to_string(t.seed) +
        ". Every method starts from the same noise with the same labels (classes cycling). "
-       "The first row is the reference (" + (t.rows.empty() ? std::string("none") : html_escape(t.rows[0].description)) +
+       "The first row is the reference (" + (t.rows.empty() ? std::string("none") : xml_escape(t.rows[0].description)) +
        ", " + (t.rows.empty() ? std::string("0") : std::to_string(t.rows[0].nfe)) +
        " NFE): fid_vs_teacher compares each method's features with it, and endpoint_mse is the end point's "
        "per-pixel MSE to the reference result from the same noise (raw outputs, image by image).</p>\n";
   if (info.contains("feature_network") && info["feature_network"].is_string())
-    h += "<p>Feature network: " + html_escape(info["feature_network"].get<std::string>()) +
+    h += "<p>Feature network: " + xml_escape(info["feature_network"].get<std::string>()) +
          ". FID and diversity compare methods with each other, not with published Inception FIDs.</p>\n";
   h += "<table>\n<tr><th class=\"l\">method</th><th>nfe</th><th>fid</th><th>fid_vs_teacher</th><th>accuracy</th>"
        "<th>diversity</th><th>endpoint_mse</th><th>ms_per_image</th><th class=\"l\">description</th></tr>\n";
   for (const BenchmarkRow& r : t.rows)
-    h += "<tr><td class=\"l\"><b>" + html_escape(r.method) + "</b></td><td>" + std::to_string(r.nfe) + "</td>" +
+    h += "<tr><td class=\"l\"><b>" + xml_escape(r.method) + "</b></td><td>" + std::to_string(r.nfe) + "</td>" +
          cell(r.fid, "%.3f") + cell(r.fid_vs_teacher, "%.3f") + cell(r.accuracy, "%.4f") +
          cell(r.diversity, "%.3f") + cell(r.endpoint_mse, "%.5f") + cell(r.ms_per_image, "%.2f") + "<td class=\"l\">" +
-         html_escape(r.description) + "</td></tr>\n";
+         xml_escape(r.description) + "</td></tr>\n";
   h += "</table>\n";
 
   bool header = false;
@@ -426,13 +407,13 @@ void write_benchmark_report(const BenchmarkTable& t, const std::string& dir, con
            " per row; with the cycling labels, image k has class k modulo the number of classes.</p>\n<table>\n";
       header = true;
     }
-    h += "<tr><th class=\"l\">" + html_escape(r.method) + "<br><small>" + std::to_string(r.nfe) +
-         " NFE</small></th><td><img src=\"" + html_escape(file) + "\" width=\"" + std::to_string(3 * grid.width) +
-         "\" height=\"" + std::to_string(3 * grid.height) + "\" alt=\"" + html_escape(r.method) + "\"></td></tr>\n";
+    h += "<tr><th class=\"l\">" + xml_escape(r.method) + "<br><small>" + std::to_string(r.nfe) +
+         " NFE</small></th><td><img src=\"" + xml_escape(file) + "\" width=\"" + std::to_string(3 * grid.width) +
+         "\" height=\"" + std::to_string(3 * grid.height) + "\" alt=\"" + xml_escape(r.method) + "\"></td></tr>\n";
   }
   if (header) h += "</table>\n";
   h += extra_html;
-  if (info.is_object() && !info.empty()) h += "<h2>Run</h2>\n<pre>" + html_escape(info.dump(2)) + "</pre>\n";
+  if (info.is_object() && !info.empty()) h += "<h2>Run</h2>\n<pre>" + xml_escape(info.dump(2)) + "</pre>\n";
   h += "</body></html>\n";
   io::write_file_atomic(dir + "/index.html", h);
 }

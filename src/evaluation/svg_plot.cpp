@@ -6,16 +6,11 @@
 #include <cstdio>
 
 #include "arcflow/io/canvas.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 
 namespace {
-
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g", v);
-  return buf;
-}
 
 std::string px(double v) {
   char buf[32];
@@ -31,7 +26,7 @@ std::string hex(io::Color c) {
 
 // A tick label with as many decimals as the tick step needs.
 std::string tick_label(double v, double step) {
-  if (!(step > 0) || std::abs(v) >= 1e6 || step < 1e-9) return fmt(v);
+  if (!(step > 0) || std::abs(v) >= 1e6 || step < 1e-9) return format_number(v, "%.4g");
   const int decimals = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", std::min(decimals, 12), v);
@@ -55,7 +50,7 @@ std::vector<double> ticks(double lo, double hi, int n = 5) {
 std::string text(double x, double y, const std::string& s, const char* anchor = "middle", int size = 11,
                  const std::string& extra = "") {
   return "<text x=\"" + px(x) + "\" y=\"" + px(y) + "\" font-size=\"" + std::to_string(size) +
-         "\" text-anchor=\"" + anchor + "\"" + extra + ">" + svg_escape(s) + "</text>\n";
+         "\" text-anchor=\"" + anchor + "\"" + extra + ">" + xml_escape(s) + "</text>\n";
 }
 
 std::string open_svg(int width, int height) {
@@ -65,20 +60,6 @@ std::string open_svg(int width, int height) {
 }
 
 }  // namespace
-
-std::string svg_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
 
 std::string svg_line_plot(const std::string& title, const std::string& x_label, const std::string& y_label,
                           const std::vector<SvgSeries>& series, int width, int height) {
@@ -129,7 +110,7 @@ std::string svg_line_plot(const std::string& title, const std::string& x_label, 
       path += (pen ? " L" : " M") + px(X(se.x[i])) + " " + px(Y(se.y[i]));
       pen = true;
       dots += "<circle cx=\"" + px(X(se.x[i])) + "\" cy=\"" + px(Y(se.y[i])) + "\" r=\"2.5\" fill=\"" + color +
-              "\"><title>" + svg_escape(se.name) + ": " + fmt(se.x[i]) + ", " + fmt(se.y[i]) + "</title></circle>\n";
+              "\"><title>" + xml_escape(se.name) + ": " + format_number(se.x[i], "%.4g") + ", " + format_number(se.y[i], "%.4g") + "</title></circle>\n";
     }
     if (!path.empty())
       s += "<path d=\"" + path.substr(1) + "\" fill=\"none\" stroke=\"" + color + "\" stroke-width=\"1.5\"/>\n";
@@ -160,7 +141,7 @@ std::string svg_histogram(const std::string& title, const std::string& x_label, 
     const double b0 = lo + (hi - lo) * static_cast<double>(i) / static_cast<double>(counts.size());
     s += "<rect x=\"" + px(left + bw * static_cast<double>(i)) + "\" y=\"" + px(top + ph - h) + "\" width=\"" +
          px(std::max(0.5, bw - 0.5)) + "\" height=\"" + px(h) + "\" fill=\"" + hex(io::palette(0)) + "\"><title>[" +
-         fmt(b0) + ", " + fmt(b0 + (hi - lo) / static_cast<double>(counts.size())) + "): " + fmt(f) +
+         format_number(b0, "%.4g") + ", " + format_number(b0 + (hi - lo) / static_cast<double>(counts.size()), "%.4g") + "): " + format_number(f, "%.4g") +
          "</title></rect>\n";
   }
   const std::vector<double> xt = ticks(lo, hi, 4);
@@ -169,7 +150,7 @@ std::string svg_histogram(const std::string& title, const std::string& x_label, 
     s += "<line x1=\"" + px(x) + "\" y1=\"" + px(top + ph) + "\" x2=\"" + px(x) + "\" y2=\"" + px(top + ph + 4) +
          "\" stroke=\"#999\"/>\n" + text(x, top + ph + 15, tick_label(t, tick_step(xt)), "middle", 10);
   }
-  s += text(left - 3, top + 8, fmt(ymax), "end", 9) + text(left - 3, top + ph, "0", "end", 9);
+  s += text(left - 3, top + 8, format_number(ymax, "%.4g"), "end", 9) + text(left - 3, top + ph, "0", "end", 9);
   s += text(left + pw / 2, top + ph + 28, x_label, "middle", 10);
   if (!note.empty()) s += text(left + pw / 2, top + ph + 41, note, "middle", 9, " fill=\"#666\"");
   return s + "</svg>\n";

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "arcflow/io/atomic_file.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow::io {
 namespace {
@@ -21,11 +22,6 @@ namespace {
 bool is_regular_file(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string join(const std::string& folder, const std::string& name) {
-  if (folder.empty()) return name;
-  return folder.back() == '/' ? folder + name : folder + "/" + name;
 }
 
 // Adds the tensors of one file's header to `out` (all of them, or those in `only` when given).
@@ -84,8 +80,8 @@ SafetensorsDir SafetensorsDir::open_file(const std::string& path) {
 }
 
 SafetensorsDir SafetensorsDir::open(const std::string& folder, const std::string& stem) {
-  const std::string single = join(folder, stem + ".safetensors");
-  const std::string index = join(folder, stem + ".safetensors.index.json");
+  const std::string single = join_path(folder, stem + ".safetensors");
+  const std::string index = join_path(folder, stem + ".safetensors.index.json");
   if (!is_regular_file(index)) {
     if (!is_regular_file(single))
       throw std::runtime_error(folder + ": neither " + stem + ".safetensors nor " + stem +
@@ -115,7 +111,7 @@ SafetensorsDir SafetensorsDir::open(const std::string& folder, const std::string
     if (shard.empty() || shard.front() == '/' || shard.find("..") != std::string::npos)
       throw std::runtime_error(index + ": weight_map['" + item.key() + "'] = '" + shard +
                                "' is not a file name inside the folder");
-    const std::string path = join(folder, shard);
+    const std::string path = join_path(folder, shard);
     if (shards.insert(path).second && !is_regular_file(path))
       throw std::runtime_error(index + ": weight_map['" + item.key() + "'] names shard '" + shard +
                                "', which does not exist (" + path + ")");

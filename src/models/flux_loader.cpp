@@ -8,15 +8,12 @@
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/param_init.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 namespace {
 
 std::string shape_str(const std::vector<int64_t>& s) { return c10::str(c10::IntArrayRef(s)); }
-
-std::string join(const std::string& folder, const std::string& name) {
-  return folder.empty() || folder.back() == '/' ? folder + name : folder + "/" + name;
-}
 
 nlohmann::json read_json(const std::string& path) {
   const std::string text = io::read_file(path);
@@ -108,7 +105,7 @@ void check_tensor_set(const io::SafetensorsDir& dir, const std::map<std::string,
 
 FluxTransformer load_flux_transformer(const std::string& folder, torch::ScalarType dtype, torch::Device device) {
   check_compute_dtype(dtype, "load_flux_transformer(" + folder + ")");
-  const FluxConfig cfg = read_flux_config(join(folder, "config.json"));
+  const FluxConfig cfg = read_flux_config(join_path(folder, "config.json"));
   const io::SafetensorsDir dir = io::SafetensorsDir::open(folder);
   const auto expected = flux_state_shapes(cfg);
   check_tensor_set(dir, expected);
@@ -126,7 +123,7 @@ FluxTransformer load_flux_transformer(const std::string& folder, torch::ScalarTy
 
 FluxVaeDecoder load_flux_vae_decoder(const std::string& folder, torch::ScalarType dtype, torch::Device device) {
   check_compute_dtype(dtype, "load_flux_vae_decoder(" + folder + ")");
-  const FluxVaeConfig cfg = read_flux_vae_config(join(folder, "config.json"));
+  const FluxVaeConfig cfg = read_flux_vae_config(join_path(folder, "config.json"));
   const io::SafetensorsDir dir = io::SafetensorsDir::open(folder);
   const auto expected = flux_vae_state_shapes(cfg);
   check_tensor_set(dir, expected, &is_vae_encoder_key);

@@ -176,6 +176,11 @@ double FluxNetwork::forward_flops(int64_t batch) const {
 
 // ----------------------------------------------------------------------------------- loading
 
+GuidanceKind FluxNetwork::guidance_kind() const {
+  if (has_null_condition()) return GuidanceKind::classifier_free;
+  return transformer->config.guidance_embeds ? GuidanceKind::distilled : GuidanceKind::none;
+}
+
 NetworkPtr load_flux_folder(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
   return std::make_shared<FluxNetwork>(load_flux_transformer(transformer_folder(dir), dtype, device));
 }

@@ -8,6 +8,7 @@
 
 #include "arcflow/models/dit.h"
 #include "arcflow/models/flux_network.h"
+#include "arcflow/models/reference_adapter.h"
 #include "arcflow/models/toy_mlp.h"
 #include "arcflow/models/weights.h"
 
@@ -18,7 +19,7 @@ const std::vector<ModelEntry>& model_registry() {
       {"dit", "class-conditional DiT with adaLN-Zero (images)", load_dit_network, create_dit_network},
       {"toy_mlp", "MLP velocity model for 2-D distributions", load_toy_network, create_toy_network},
       {"flux", "FLUX.1 transformer (diffusers layout; latents of its VAE)", load_flux_network, create_flux_network,
-       "FluxTransformer2DModel", load_flux_folder},
+       "FluxTransformer2DModel", load_flux_folder, load_flux_folder_teacher, save_reference_adapter},
   };
   return table;
 }
@@ -48,9 +49,7 @@ std::string transformer_folder(const std::string& dir) {
   throw std::runtime_error(dir + ": not a model folder (neither transformer/config.json nor config.json)");
 }
 
-namespace {
-
-NetworkPtr load_from_folder(const std::string& dir, torch::Device device, const LoadOptions& opts) {
+const ModelEntry& folder_model(const std::string& dir) {
   const std::string config = transformer_folder(dir) + "/config.json";
   nlohmann::json j;
   try {
@@ -63,13 +62,17 @@ NetworkPtr load_from_folder(const std::string& dir, torch::Device device, const 
   std::string known;
   for (const auto& e : model_registry()) {
     if (e.diffusers_class == nullptr) continue;
-    if (cls == e.diffusers_class) {
-      const torch::ScalarType dtype = opts.dtype ? *opts.dtype : device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
-      return e.load_folder(dir, device, dtype);
-    }
+    if (cls == e.diffusers_class) return e;
     known += (known.empty() ? "" : ", ") + std::string(e.diffusers_class);
   }
   throw std::runtime_error(config + ": _class_name '" + cls + "' is not a model arcflow reads (known: " + known + ")");
+}
+
+namespace {
+
+NetworkPtr load_from_folder(const std::string& dir, torch::Device device, const LoadOptions& opts) {
+  const ModelEntry& e = folder_model(dir);
+  return e.load_folder(dir, device, opts.dtype ? *opts.dtype : device.is_cuda() ? torch::kBFloat16 : torch::kFloat32);
 }
 
 }  // namespace
@@ -88,6 +91,15 @@ NetworkPtr load_network(const std::string& path, torch::Device device, const Loa
   NetworkPtr net = entry->load(f, path, device);
   if (opts.dtype) net->module().to(*opts.dtype);
   return net;
+}
+
+NetworkPtr load_teacher(const std::string& path, const FolderTeacherOptions& options, torch::Device device) {
+  if (path.empty() || !is_model_folder(path)) return load_network(path, device);
+  const ModelEntry& e = folder_model(path);
+  if (e.load_folder_teacher != nullptr) return e.load_folder_teacher(path, options, device);
+  LoadOptions lo;
+  lo.dtype = options.dtype;
+  return load_network(path, device, lo);
 }
 
 NetworkPtr create_network(const std::string& kind, const nlohmann::json& config) {

@@ -7,6 +7,7 @@
 
 #include "arcflow/core/schedule.h"
 #include "arcflow/core/step_loop.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 
@@ -34,10 +35,7 @@ std::optional<double> parse_temperature(const std::string& text, const std::stri
 }
 
 std::string temperature_text(const std::optional<double>& t) {
-  if (!t) return "auto";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", *t);
-  return buf;
+  return t ? format_number(*t) : "auto";
 }
 
 StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& source) {

@@ -11,6 +11,7 @@
 #include "arcflow/evaluation/metrics.h"
 #include "arcflow/toy/data.h"
 #include "arcflow/util/progress.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 
@@ -45,12 +46,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 ToyMLP train_teacher(const ToyConfig& cfg, at::Generator& gen, ToyResult& res) {
   torch::manual_seed(cfg.seed);
   ToyMLP teacher(cfg.teacher_model);
@@ -75,9 +70,9 @@ ToyMLP train_teacher(const ToyConfig& cfg, at::Generator& gen, ToyResult& res) {
     opt.step();
     const double l = loss.item<double>();
     avg = it == 1 ? l : 0.98 * avg + 0.02 * l;
-    bar.update(it, "loss " + fmt("%.4f", avg));
+    bar.update(it, "loss " + format_number(avg, "%.4f"));
   }
-  bar.finish("loss " + fmt("%.4f", avg));
+  bar.finish("loss " + format_number(avg, "%.4f"));
   res.teacher_seconds = seconds_since(t0);
   res.teacher_final_loss = avg;
   teacher->eval();
@@ -109,8 +104,8 @@ ToyStudentRun distill_student(const ToyConfig& cfg, const ToyMLP& teacher, const
     const DistillStats st = distiller.step();
     run.losses.push_back(st.loss);
     std::string extra;
-    for (size_t i = 0; i < st.step_losses.size(); ++i) extra += "L" + std::to_string(i + 1) + " " + fmt("%.4f ", st.step_losses[i]);
-    bar.update(it, extra + "tr " + fmt("%.2f", st.teacher_ratio));
+    for (size_t i = 0; i < st.step_losses.size(); ++i) extra += "L" + std::to_string(i + 1) + " " + format_number(st.step_losses[i], "%.4f ");
+    bar.update(it, extra + "tr " + format_number(st.teacher_ratio, "%.2f"));
   }
   bar.finish();
   run.seconds = seconds_since(t0);

@@ -11,6 +11,7 @@
 #include "arcflow/models/registry.h"
 #include "arcflow/models/weights.h"
 #include "arcflow/toy/pipeline.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 
@@ -47,12 +48,6 @@ io::Image trajectories(const ToyCurve& ref, const ToyCurve& m, io::Color color) 
     }
   }
   return cv.image();
-}
-
-std::string num(double v, const char* f = "%.4g") {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
 }
 
 }  // namespace
@@ -132,15 +127,15 @@ std::string write_toy_report(const ToyResult& res, const std::string& dir) {
        "figcaption{font-size:13px}img{border:1px solid #ccc}</style></head><body>";
   h << "<h1>arcflow toy: " << cfg.data << "</h1><p>shift " << cfg.shift << ", " << cfg.nfe << " NFE, K = " << cfg.K
     << ", seed " << cfg.seed << ". Teacher: " << cfg.teacher_iters << " flow-matching iterations ("
-    << num(res.teacher_seconds, "%.1f") << " s). Students: " << cfg.distill_iters
+    << format_number(res.teacher_seconds, "%.1f") << " s). Students: " << cfg.distill_iters
     << " distillation iterations each (";
   for (size_t i = 0; i < res.students.size(); ++i)
-    h << (i ? ", " : "") << res.students[i].name << " " << num(res.students[i].seconds, "%.1f") << " s";
+    h << (i ? ", " : "") << res.students[i].name << " " << format_number(res.students[i].seconds, "%.1f") << " s";
   h << ").</p>";
   h << "<table><tr><th>method</th><th>NFE</th><th>endpoint MSE</th><th>path MSE</th><th>SWD</th><th>ms/sample</th></tr>";
   for (const auto& r : res.rows)
-    h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << num(r.endpoint_mse) << "</td><td>"
-      << num(r.path_mse) << "</td><td>" << num(r.swd) << "</td><td>" << num(r.ms_per_sample, "%.5f") << "</td></tr>";
+    h << "<tr><td>" << r.method << "</td><td>" << r.nfe << "</td><td>" << format_number(r.endpoint_mse, "%.4g") << "</td><td>"
+      << format_number(r.path_mse, "%.4g") << "</td><td>" << format_number(r.swd, "%.4g") << "</td><td>" << format_number(r.ms_per_sample, "%.5f") << "</td></tr>";
   h << "</table><p>endpoint MSE: squared distance to the reference solution (" << res.rows.front().method
     << ") from the same noise, averaged over samples; path MSE: the same along the path, on the reference grid; "
        "SWD: sliced Wasserstein-2 to fresh data.</p>";

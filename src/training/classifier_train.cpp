@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "arcflow/util/progress.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 
@@ -69,12 +70,6 @@ double classifier_accuracy(Classifier& model, const torch::Tensor& images, const
 
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 // Linear warm-up over `warmup` steps, then cosine decay from lr to lr * min_ratio at the last step:
 //   lr(s) = lr * (r + (1 - r) * (1 + cos(pi * p)) / 2),  p = (s - warmup) / (total - warmup - 1).
 double lr_at(const ClassifierTrainConfig& c, int64_t step, int64_t total) {
@@ -134,7 +129,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const io::FashionMnist
         res.train_loss = loss_sum.item<double>() / static_cast<double>(seen);
         res.train_accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(seen);
         extra = "ep " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs) + " loss " +
-                fmt("%.4f", res.train_loss) + " acc " + fmt("%.4f", res.train_accuracy);
+                format_number(res.train_loss, "%.4f") + " acc " + format_number(res.train_accuracy, "%.4f");
       }
       bar.update(step + 1, extra);
     }

@@ -1,6 +1,8 @@
 #include "arcflow/util/resources.h"
 
+#include <cstdio>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 namespace arcflow {
@@ -79,6 +81,17 @@ void reset_peak_device_memory(const c10::Device& device) {
   }
 #endif
   if (device.is_cpu()) reset_peak_rss();
+}
+
+void check_memory(const std::string& flags, double need_bytes, const c10::Device& device, const std::string& detail) {
+  const int64_t have = device_memory_capacity_bytes(device);
+  if (have <= 0 || need_bytes <= static_cast<double>(have)) return;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "needs about %.3g GB", need_bytes / 1e9);
+  std::string msg = flags + ": this request " + buf + (detail.empty() ? "" : " (" + detail + ")");
+  std::snprintf(buf, sizeof buf, "; %s has %.3g GB", device.is_cpu() ? "this machine" : device.str().c_str(),
+                static_cast<double>(have) / 1e9);
+  throw std::invalid_argument(msg + buf);
 }
 
 }  // namespace arcflow

@@ -24,7 +24,5 @@ std::string svg_histogram(const std::string& title, const std::string& x_label, 
                           const std::vector<double>& counts, const std::string& note = "", int width = 300,
                           int height = 190);
 
-// "&", "<", ">", '"' escaped.
-std::string svg_escape(const std::string& s);
 
 }  // namespace arcflow

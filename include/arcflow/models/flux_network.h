@@ -28,6 +28,7 @@
 #include "arcflow/models/flux.h"
 #include "arcflow/models/flux_loader.h"
 #include "arcflow/models/network.h"
+#include "arcflow/models/teacher_options.h"
 
 namespace arcflow {
 
@@ -61,6 +62,12 @@ class FluxNetwork : public Network {
   int64_t num_classes() const override { return classes_.size() > 0 ? classes_.size() - 1 : 0; }
   bool has_null_condition() const override { return classes_.size() > 0; }
   Condition null_condition(const Condition& c) const override;
+  // Classifier-free with class prompts; else distilled with a guidance embedding (FLUX.1-dev), none without.
+  GuidanceKind guidance_kind() const override;
+  bool set_block_checkpointing(bool on) override {
+    transformer->checkpoint_blocks = on;
+    return true;
+  }
   io::Metadata extra_metadata() const override;
   // Reads what extra_metadata() wrote (absent entries leave the defaults); std::runtime_error naming `path`.
   void read_extra_metadata(const io::Metadata& meta, const std::string& path);
@@ -104,6 +111,19 @@ class FluxNetwork : public Network {
 // A FLUX model folder: MODEL_DIR/transformer/ (or a transformer folder itself, holding config.json
 // with _class_name FluxTransformer2DModel), weights in `dtype` on `device`.
 NetworkPtr load_flux_folder(const std::string& dir, torch::Device device, torch::ScalarType dtype);
+// A FLUX model folder set up as a teacher (registry.h, load_teacher): weights in options.dtype,
+// the latent of options.height x options.width pixels (checked: multiples of 2 x the VAE's
+// downscale), the prompt pool of options.prompts (checked against the config) with distilled
+// guidance options.guidance; the size and the memory one forward pass at options.batch needs are
+// checked before the weights are read (std::invalid_argument naming the flags).
+NetworkPtr load_flux_folder_teacher(const std::string& dir, const FolderTeacherOptions& options, torch::Device device);
+// The image-to-latent downscale of a model folder's VAE (MODEL_DIR/vae/config.json), or FLUX.1's 8
+// when the folder has no VAE.
+int64_t flux_vae_downscale(const std::string& model_dir);
+// Throws std::invalid_argument naming `flags` unless height and width are positive multiples of
+// 2 x downscale (a packed token covers 2x2 latent pixels).
+void check_flux_image_size(int64_t height, int64_t width, int64_t downscale, const std::string& flags);
+
 // The registry's single-file loader and constructor ("model" = "flux", "config" = the config JSON).
 NetworkPtr load_flux_network(const io::SafetensorsFile& f, const std::string& path, torch::Device device);
 NetworkPtr create_flux_network(const nlohmann::json& config);

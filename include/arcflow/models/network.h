@@ -57,6 +57,11 @@ struct HeadLayout {
   std::function<torch::Tensor(const torch::Tensor& tokens, int64_t K, int64_t per)> to_sample;
 };
 
+// What a network's guidance input is: none; classifier-free (a null condition: u(x, null) +
+// scale * (u(x, c) - u(x, null)), 2 NFE per call); or distilled (a value the network reads
+// with its condition, 1 NFE per call, e.g. FLUX.1-dev's guidance embedding).
+enum class GuidanceKind { none, classifier_free, distilled };
+
 class Network : public Teacher {
  public:
   // The weights file's "model" metadata, e.g. "dit", "toy_mlp".
@@ -85,6 +90,14 @@ class Network : public Teacher {
   virtual bool has_null_condition() const { return false; }
   virtual Condition null_condition(const Condition& c) const;
   virtual Condition random_condition(int64_t batch, at::Generator& gen) const;
+  // Default: classifier-free with a null condition, else none.
+  virtual GuidanceKind guidance_kind() const {
+    return has_null_condition() ? GuidanceKind::classifier_free : GuidanceKind::none;
+  }
+
+  // Per-block activation checkpointing (recompute each block's activations in backward instead of
+  // keeping them). Returns false when asked to switch it on for an architecture without it.
+  virtual bool set_block_checkpointing(bool on) { return !on; }
 
   // Floating-point operations of one forward pass over `batch` samples (matrix products).
   virtual double forward_flops(int64_t batch) const = 0;

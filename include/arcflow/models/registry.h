@@ -12,6 +12,8 @@
 
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/network.h"
+#include "arcflow/models/student.h"
+#include "arcflow/models/teacher_options.h"
 
 namespace arcflow {
 
@@ -26,6 +28,13 @@ struct ModelEntry {
   // and the loader of such a folder, weights in the given dtype; null for file-only architectures.
   const char* diffusers_class = nullptr;
   NetworkPtr (*load_folder)(const std::string& dir, torch::Device device, torch::ScalarType dtype) = nullptr;
+  // Such a folder set up as a teacher (sample size, condition source; see load_teacher); null:
+  // the folder's network as load_folder gives it.
+  NetworkPtr (*load_folder_teacher)(const std::string& dir, const FolderTeacherOptions& options,
+                                    torch::Device device) = nullptr;
+  // Writes an ArcFlow student of this architecture in the reference's adapter layout (pnotp/ArcFlow),
+  // which `distill` adds for a published model folder; null where the reference has none.
+  void (*save_reference_adapter)(LoRAStudent& student, const std::string& dir) = nullptr;
 };
 
 struct LoadOptions {
@@ -44,6 +53,13 @@ const ModelEntry& find_model(const std::string& kind);
 // (MODEL_DIR/transformer/config.json, or a transformer folder itself), whose config.json
 // `_class_name` picks it. Throws std::runtime_error naming `path`.
 NetworkPtr load_network(const std::string& path, torch::Device device = torch::kCPU, const LoadOptions& opts = {});
+// The teacher `path` names: a weights file as load_network reads it (it carries its own settings),
+// or a model folder set up by its architecture's load_folder_teacher with `options` (sample size,
+// prompts, dtype, checked before the weights are read). Throws std::runtime_error naming `path`,
+// std::invalid_argument naming the flags of `options`.
+NetworkPtr load_teacher(const std::string& path, const FolderTeacherOptions& options, torch::Device device = torch::kCPU);
+// The registry entry of the model folder `dir` (its transformer config.json's _class_name).
+const ModelEntry& folder_model(const std::string& dir);
 // True when `path` is a folder (a model folder, for load_network).
 bool is_model_folder(const std::string& path);
 // The folder holding a model folder's transformer config.json: DIR/transformer when it has one,

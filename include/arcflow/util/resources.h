@@ -5,6 +5,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <string>
 
 namespace arcflow {
 
@@ -25,5 +26,10 @@ void reset_peak_device_memory(const c10::Device& device);
 // builds), the machine's physical memory for the CPU (MemTotal, or the cgroup's limit when lower).
 // -1 when unknown.
 int64_t device_memory_capacity_bytes(const c10::Device& device);
+
+// Refuses (std::invalid_argument) a request whose estimated memory `need_bytes` is past what
+// `device` has (device_memory_capacity_bytes): "<flags>: ... needs
+// about X GB (<detail>); <device> has Y GB". Does nothing when the capacity is unknown.
+void check_memory(const std::string& flags, double need_bytes, const c10::Device& device, const std::string& detail = "");
 
 }  // namespace arcflow
