@@ -5,7 +5,7 @@ Writes a safetensors file with
   prompt_embeds         (N, L, 4096)  T5-XXL output, L = --max-sequence-length (FluxPipeline pads to it)
   pooled_prompt_embeds  (N, 768)      CLIP-L pooled output
 and the prompts, as a JSON list, in the metadata entry "prompts": the file that
-arcflow::load_flux_prompt_embeddings (include/arcflow/models/flux_loader.h) reads. The C++ never
+arcflow::load_flux_prompt_embeddings (include/arcflow/models/flux/flux_loader.h) reads. The C++ never
 needs Python: this is for people who have diffusers (pip install diffusers transformers
 sentencepiece safetensors torch) and the FLUX.1 text encoders.
 

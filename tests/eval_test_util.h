@@ -10,8 +10,8 @@
 
 #include "arcflow/evaluation/fid.h"
 #include "arcflow/evaluation/image_metrics.h"
-#include "arcflow/models/classifier.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/classifier/classifier.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/models/student.h"
 
 namespace arcflow::test {

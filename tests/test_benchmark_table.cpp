@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "arcflow/evaluation/benchmark_table.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/evaluation/image_metrics.h"
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/png.h"

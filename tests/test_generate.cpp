@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "arcflow/io/safetensors.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/sampling/generate.h"
 #include "temp_dir.h"
 #include "tiny_models.h"

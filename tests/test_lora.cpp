@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "arcflow/models/lora.h"
-#include "arcflow/models/toy_mlp.h"
+#include "arcflow/models/toy_mlp/toy_mlp.h"
 
 using namespace arcflow;
 

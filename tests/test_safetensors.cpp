@@ -426,6 +426,22 @@ TEST(SafetensorsAtomicFile, FailedRenameRemovesTempFile) {
   EXPECT_EQ(dir.names(), (std::set<std::string>{"target"}));
 }
 
+TEST(FileKinds, RegularFileAndDirectoryFollowLinks) {
+  TempDir dir;
+  write_file_atomic(dir.file("f"), "x");
+  ::mkdir(dir.file("d").c_str(), 0755);
+  ASSERT_EQ(::symlink(dir.file("f").c_str(), dir.file("link").c_str()), 0);
+  ASSERT_EQ(::symlink(dir.file("gone").c_str(), dir.file("dangling").c_str()), 0);
+  EXPECT_TRUE(arcflow::io::is_regular_file(dir.file("f")));
+  EXPECT_TRUE(arcflow::io::is_regular_file(dir.file("link")));
+  EXPECT_FALSE(arcflow::io::is_regular_file(dir.file("d")));
+  EXPECT_FALSE(arcflow::io::is_regular_file(dir.file("dangling")));
+  EXPECT_FALSE(arcflow::io::is_regular_file(dir.file("absent")));
+  EXPECT_TRUE(arcflow::io::is_directory(dir.file("d")));
+  EXPECT_FALSE(arcflow::io::is_directory(dir.file("f")));
+  EXPECT_FALSE(arcflow::io::is_directory(dir.file("absent")));
+}
+
 TEST(OutputDir, CreatesParentsAndRejectsFiles) {
   TempDir dir;
   const std::string nested = dir.file("a/b/c");

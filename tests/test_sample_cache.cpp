@@ -16,7 +16,7 @@
 #include "arcflow/evaluation/sample_cache.h"
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/safetensors.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/util/interrupt.h"
 #include "eval_test_util.h"
 #include "temp_dir.h"

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "arcflow/io/png.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/models/student.h"
 #include "arcflow/models/lora.h"
 #include "arcflow/sampling/generate.h"

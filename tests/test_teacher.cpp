@@ -67,7 +67,7 @@ TEST(TeacherTraining, RestoreRejectsAnotherModelConfig) {
   TeacherTrainer a(tiny(), d.images, d.labels, torch::kCPU);
   a.step();
   TeacherTrainConfig wider = tiny();
-  wider.model.width = 32;
+  wider.model["width"] = 32;
   TeacherTrainer b(wider, d.images, d.labels, torch::kCPU);
   try {
     b.restore(a.checkpoint(), "ck.safetensors");

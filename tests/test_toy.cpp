@@ -7,7 +7,7 @@
 #include "arcflow/evaluation/metrics.h"
 #include "arcflow/core/momentum.h"
 #include "arcflow/models/student.h"
-#include "arcflow/models/toy_mlp.h"
+#include "arcflow/models/toy_mlp/toy_mlp.h"
 #include "arcflow/toy/data.h"
 #include "arcflow/toy/pipeline.h"
 

@@ -16,7 +16,7 @@
 #include "arcflow/evaluation/svg_plot.h"
 #include "arcflow/evaluation/training_curve.h"
 #include "arcflow/io/atomic_file.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/sampling/generate.h"
 #include "eval_test_util.h"
 #include "temp_dir.h"

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "arcflow/evaluation/velocity_profile.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/sampling/generate.h"
 #include "eval_test_util.h"
 

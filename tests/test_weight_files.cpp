@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "arcflow/io/safetensors.h"
-#include "arcflow/models/classifier.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/classifier/classifier.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/models/student.h"
 #include "arcflow/models/weights.h"
 #include "temp_dir.h"

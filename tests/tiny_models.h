@@ -2,7 +2,7 @@
 // tokens), 2 heads, 3 classes, with the channels, width and depth a test asks for.
 #pragma once
 
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 
 namespace arcflow::test {
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "arcflow/core/policy.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/models/registry.h"
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/models/student.h"
@@ -93,10 +93,24 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
   check_memory("--batch-sizes", teacher->forward_memory_bytes(2 * most), dev,
                "a guided call on 2 x " + std::to_string(most) + " samples");
   torch::manual_seed(0);
-  LoRAStudent student = o.adapter.empty() ? LoRAStudent(teacher, StudentConfig{}) : load_adapter(teacher, o.adapter);
-  student->to(dev);
-  student->eval();
-  student->fuse_lora();
+  // The student-2 rows: two steps of the adapter's schedule (or a fresh ArcFlow head's, without --adapter).
+  StudentSampling s2;
+  s2.nfe = 2;
+  s2.temperature = temperature;
+  LoRAStudent student{nullptr};
+  if (o.adapter.empty()) {
+    student = LoRAStudent(teacher, StudentConfig{});
+    student->to(dev);
+    student->eval();
+    student->fuse_lora();
+  } else {
+    SamplingOverrides given;
+    given.nfe = s2.nfe;
+    given.temperature = temperature;
+    const SamplingStudent loaded = load_sampling_student(teacher, o.adapter, given);
+    student = loaded.student;
+    s2 = loaded.sampling;
+  }
   const std::vector<int64_t> shape = teacher->sample_shape();
   const int64_t classes = std::max<int64_t>(1, teacher->num_classes());
 
@@ -134,9 +148,6 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     t100.cfg_scale = 4.0;
     TeacherSampling t2 = t100;
     t2.steps = 1;  // one guided Euler step: 2 NFE
-    StudentSampling s2;
-    s2.nfe = 2;
-    s2.temperature = temperature;
     const std::vector<std::tuple<std::string, int, std::function<void()>>> methods = {
         {"teacher-euler-50-cfg", 100, [&] { sample_teacher(teacher, noise, labels, t100); }},
         {"teacher-euler-1-cfg", 2, [&] { sample_teacher(teacher, noise, labels, t2); }},
@@ -159,13 +170,8 @@ int run(const BenchOptions& o, const GlobalOptions& g) {
     out["speedup_b" + std::to_string(b)] = ms[b]["teacher-euler-50-cfg"] / ms[b]["student-2"];
   }
   out["rows"] = rows;
-  {
-    StudentSampling s2;  // the student-2 rows' sampling
-    s2.nfe = 2;
-    s2.temperature = temperature;
-    out["student_temperature"] = s2.temperature_for(*student);
-  }
-  out["student_temperature_rule"] = temperature ? "given" : "auto";
+  out["student_temperature"] = s2.temperature_for(*student);
+  out["student_temperature_rule"] = temperature_rule(!temperature);
   out["sampling_peak_rss_mb"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
 
   if (!o.skip_training) {

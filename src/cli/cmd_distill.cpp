@@ -19,7 +19,7 @@
 #include "arcflow/models/student.h"
 #include "arcflow/training/distill.h"
 #include "arcflow/util/progress.h"
-#include "arcflow/models/reference_adapter.h"
+#include "arcflow/models/flux/reference_adapter.h"
 #include "commands.h"
 #include "config_file.h"
 #include "training_run.h"
@@ -215,12 +215,9 @@ io::Metadata run_metadata(const DistillOptions& o, int iteration) {
   io::Metadata m = {{"command", command_line()},
           {"teacher", o.teacher},
           {"policy", o.policy},
-          {"nfe", std::to_string(o.d.nfe)},
-          {"shift", std::to_string(o.d.shift)},
-          {"timestep_ratio", std::to_string(o.d.timestep_ratio)},
-          {"total_substeps", std::to_string(o.d.total_substeps)},
           {"guidance", std::to_string(o.guidance)},
           {"iteration", std::to_string(iteration)}};
+  write_schedule(o.d, m);
   if (!o.prompts.empty()) {  // a FLUX teacher: what its student samples at
     m["prompts"] = o.prompts;
     m["height"] = std::to_string(o.height);

@@ -25,7 +25,7 @@
 #include "arcflow/sampling/samplers.h"
 #include "arcflow/util/progress.h"
 #include "commands.h"
-#include "flux_sample.h"
+#include "folder_sample.h"
 
 namespace arcflow::cli {
 
@@ -45,7 +45,7 @@ struct SampleOptions {
   int nrow = 10;
   std::string save_tensors;
   bool quiet = false;
-  FluxSampleOptions flux;  // --prompts, --guidance, --height, --width, --dtype (model folders)
+  FolderSampleOptions folder;  // --prompts, --guidance, --height, --width, --dtype (model folders)
 };
 
 // Something that maps starting noise and labels to images.
@@ -130,34 +130,30 @@ Generator make_teacher_generator(const SampleOptions& o, torch::Device device) {
 // The distilled student: LoRA fused, one NFE per step, no guidance pass.
 Generator make_student_generator(const SampleOptions& o, torch::Device device) {
   NetworkPtr teacher = load_image_teacher(o, device);
-  io::Metadata meta;
-  LoRAStudent student = load_adapter(teacher, o.adapter, &meta);
-  student->to(device);
-  student->fuse_lora();
   // Unless given, the schedule is the one the adapter was distilled for (its metadata).
-  StudentSampling so = o.student;
-  so.max_batch = o.sampling.max_batch;
-  so.shift = o.sampling.shift;
-  so.timestep_ratio = o.sampling.timestep_ratio;
-  const StudentSampling distilled = distilled_sampling(meta, o.adapter);
-  if (!o.shift_given && meta.count("shift")) so.shift = distilled.shift;
-  if (!o.ratio_given && meta.count("timestep_ratio")) so.timestep_ratio = distilled.timestep_ratio;
-  if (!o.nfe_given && meta.count("nfe")) so.nfe = distilled.nfe;
-  so.total_substeps = distilled.total_substeps;
-  so.validate();
+  StudentSampling defaults;  // for the keys an adapter's metadata lacks
+  defaults.nfe = o.student.nfe;
+  defaults.shift = o.sampling.shift;
+  defaults.timestep_ratio = o.sampling.timestep_ratio;
+  SamplingOverrides given;
+  if (o.nfe_given) given.nfe = o.student.nfe;
+  if (o.shift_given) given.shift = o.sampling.shift;
+  if (o.ratio_given) given.timestep_ratio = o.sampling.timestep_ratio;
+  given.temperature = o.student.temperature;
+  given.max_batch = o.sampling.max_batch;
+  const SamplingStudent loaded = load_sampling_student(teacher, o.adapter, given, defaults);
+  LoRAStudent student = loaded.student;
+  const io::Metadata& meta = loaded.metadata;
+  const StudentSampling so = loaded.sampling;
   Generator g;
   g.sample_shape = teacher->sample_shape();
   g.num_classes = teacher->num_classes();
-  g.progress_total = ((o.n + o.student.max_batch - 1) / o.student.max_batch) * o.student.nfe;
   g.label = "student";
   g.params = {{"model", "student"},
               {"teacher", o.teacher},
               {"adapter", o.adapter},
               {"policy", student->config.policy},
-              {"K", std::to_string(student->config.K)},
-              {"nfe", std::to_string(o.student.nfe)},
-              {"shift", format_number(o.student.shift)},
-              {"timestep_ratio", format_number(o.student.timestep_ratio)}};
+              {"K", std::to_string(student->config.K)}};
   if (meta.count("nfe") && meta.at("nfe") != std::to_string(so.nfe))
     std::fprintf(stderr, "note: %s was distilled for %s steps; sampling with --nfe %d\n", o.adapter.c_str(),
                  meta.at("nfe").c_str(), so.nfe);
@@ -165,7 +161,7 @@ Generator make_student_generator(const SampleOptions& o, torch::Device device) {
   g.params["shift"] = format_number(so.shift);
   g.params["timestep_ratio"] = format_number(so.timestep_ratio);
   g.params["temperature"] = format_number(so.temperature_for(*student));
-  if (!so.temperature) g.params["temperature_rule"] = "auto";
+  if (!so.temperature) g.params["temperature_rule"] = temperature_rule(true);
   g.nfe = so.nfe;
   g.progress_total = ((o.n + so.max_batch - 1) / so.max_batch) * so.nfe;
   g.run = [student, so](const torch::Tensor& noise, const Condition& cond, const SamplerCallback& cb) mutable {
@@ -271,18 +267,18 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
   sub->add_option("--batch", o->sampling.max_batch, "Images per model call (lower it if memory runs out)")
       ->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "No progress bar");
-  sub->add_option("--prompts", o->flux.prompts,
-                  "FLUX model folder only: prompt-embeddings file (safetensors: prompt_embeds, pooled_prompt_embeds; "
+  sub->add_option("--prompts", o->folder.prompts,
+                  "Model folders only: prompt-embeddings file (safetensors: prompt_embeds, pooled_prompt_embeds; "
                   "scripts/encode_prompts.py writes one); image i gets prompt i mod N, and -n defaults to N");
-  sub->add_option("--guidance", o->flux.guidance,
-                  "FLUX model folder only: distilled guidance fed to the guidance embedding (FLUX.1-dev; 1 NFE per step)")
+  sub->add_option("--guidance", o->folder.guidance,
+                  "Model folders only: distilled guidance fed to the guidance embedding (FLUX.1-dev; 1 NFE per step)")
       ->capture_default_str();
-  sub->add_option("--height", o->flux.height, "FLUX model folder only: image height in pixels (a multiple of 16)")
+  sub->add_option("--height", o->folder.height, "Model folders only: image height in pixels (a multiple of 16)")
       ->capture_default_str();
-  sub->add_option("--width", o->flux.width, "FLUX model folder only: image width in pixels (a multiple of 16)")
+  sub->add_option("--width", o->folder.width, "Model folders only: image width in pixels (a multiple of 16)")
       ->capture_default_str();
-  sub->add_option("--dtype", o->flux.dtype,
-                  "FLUX model folder only: compute dtype of the weights: auto (bfloat16 on CUDA, float32 on CPU), "
+  sub->add_option("--dtype", o->folder.dtype,
+                  "Model folders only: compute dtype of the weights: auto (bfloat16 on CUDA, float32 on CPU), "
                   "float32, bfloat16, float16")
       ->capture_default_str();
   sub->footer("--teacher is a weights file (from `arcflow train-teacher`) or a FLUX.1 model folder in the diffusers "
@@ -292,7 +288,7 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
   return [o, sub, &g] {
     o->student.temperature = parse_temperature(o->temperature, "--temperature");
     if (is_model_folder(o->teacher)) {
-      FluxSampleOptions f = o->flux;
+      FolderSampleOptions f = o->folder;
       f.model_dir = o->teacher;
       f.output = o->output;
       f.save_tensors = o->save_tensors;
@@ -310,15 +306,15 @@ Runner add_sample_command(CLI::App& app, GlobalOptions& g) {
       f.shift_given = sub->get_option("--shift")->count() > 0;
       if (!f.adapter.empty())
         require_adapter("--adapter", f.adapter, "from `arcflow distill --teacher MODEL_DIR`, or a pnotp/ArcFlow adapter folder");
-      if (!o->classes.empty()) throw std::invalid_argument("--class: a FLUX model is conditioned on --prompts");
+      if (!o->classes.empty()) throw std::invalid_argument("--class: a model folder is conditioned on --prompts");
       if (f.adapter.empty() && (f.nfe_given || f.temperature))
         throw std::invalid_argument("--nfe and --temperature are for students: pass --adapter (teachers use --steps)");
-      return run_flux_sample(f, g);
+      return run_folder_sample(f, g);
     }
     for (const char* flag : {"--prompts", "--guidance", "--height", "--width", "--dtype"})
       if (sub->get_option(flag)->count() > 0)
-        throw std::invalid_argument(std::string(flag) + " is for FLUX model folders; --teacher " + o->teacher +
-                                    " is a weights file");
+        throw std::invalid_argument(std::string(flag) + " is for model folders (FLUX model folders in the diffusers "
+                                    "layout); --teacher " + o->teacher + " is a weights file");
     o->shift_given = sub->get_option("--shift")->count() > 0;
     o->ratio_given = sub->get_option("--timestep-ratio")->count() > 0;
     o->nfe_given = sub->get_option("--nfe")->count() > 0;

@@ -15,9 +15,11 @@
 
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/idx.h"
-#include "arcflow/models/flux_loader.h"
-#include "arcflow/models/flux_network.h"
+#include "arcflow/models/dit/dit.h"
+#include "arcflow/models/flux/flux_loader.h"
+#include "arcflow/models/flux/flux_network.h"
 #include "arcflow/models/registry.h"
+#include "arcflow/models/weights.h"
 #include "arcflow/training/teacher.h"
 #include "arcflow/util/progress.h"
 #include "commands.h"
@@ -29,7 +31,9 @@ namespace arcflow::cli {
 namespace {
 
 struct TeacherOptions {
-  TeacherTrainConfig cfg;
+  TeacherTrainConfig cfg;  // cfg.model is set from the flags of cfg.arch (arch_configs)
+  DiTConfig dit;            // --arch dit: the DiT flags
+  FluxTeacherModel flux;    // --arch flux: --prompt-tokens, --prompt-seed
   std::string flux_config;  // --arch flux: the transformer's config.json
   std::string output = "runs/teacher";
   std::string data_dir = io::kFashionMnistDir;
@@ -60,15 +64,15 @@ void add_flags(CLI::App* sub, TeacherOptions& o) {
   sub->add_option("--flux-config", o.flux_config,
                   "--arch flux: the transformer's config.json (diffusers keys; in_channels 4 for 1-channel images, "
                   "guidance_embeds false), e.g. configs/flux/fashion-teacher.json");
-  sub->add_option("--prompt-tokens", c.flux.prompt_tokens, "--arch flux: text tokens per class prompt")
+  sub->add_option("--prompt-tokens", o.flux.prompt_tokens, "--arch flux: text tokens per class prompt")
       ->capture_default_str();
-  sub->add_option("--prompt-seed", c.flux.prompt_seed, "--arch flux: seed of the class prompts' random embeddings")
+  sub->add_option("--prompt-seed", o.flux.prompt_seed, "--arch flux: seed of the class prompts' random embeddings")
       ->capture_default_str();
-  sub->add_option("--patch", c.model.patch, "DiT patch size (28 must be divisible by it)")->capture_default_str();
-  sub->add_option("--width", c.model.width, "DiT width D")->capture_default_str();
-  sub->add_option("--depth", c.model.depth, "Number of DiT blocks")->capture_default_str();
-  sub->add_option("--heads", c.model.heads, "Attention heads (must divide the width)")->capture_default_str();
-  sub->add_option("--mlp-ratio", c.model.mlp_ratio, "MLP hidden size / width")->capture_default_str();
+  sub->add_option("--patch", o.dit.patch, "DiT patch size (28 must be divisible by it)")->capture_default_str();
+  sub->add_option("--width", o.dit.width, "DiT width D")->capture_default_str();
+  sub->add_option("--depth", o.dit.depth, "Number of DiT blocks")->capture_default_str();
+  sub->add_option("--heads", o.dit.heads, "Attention heads (must divide the width)")->capture_default_str();
+  sub->add_option("--mlp-ratio", o.dit.mlp_ratio, "MLP hidden size / width")->capture_default_str();
   // Optimisation.
   sub->add_option("--iters", c.iters, "Total optimizer steps (a resumed run continues up to this)")
       ->capture_default_str();
@@ -111,18 +115,38 @@ void write_outputs(TeacherTrainer& tr, const std::string& ckpt_path, const std::
   save_network(*tr.ema(), teacher_path);
 }
 
-// --arch flux: the transformer config from --flux-config, the Fashion-MNIST class names.
-void resolve_flux(TeacherOptions& o) {
-  if (o.cfg.arch != "flux") {
-    if (!o.flux_config.empty()) throw std::invalid_argument("--flux-config is for --arch flux");
-    return;
-  }
+// Each architecture's flags as its training config (the registry's train-teacher hooks take it):
+// the flags are the command's, so this table is the one place that knows which belong to which.
+struct ArchFlags {
+  const char* arch;
+  nlohmann::json (*config)(TeacherOptions& o);
+};
+
+nlohmann::json dit_flags(TeacherOptions& o) {
+  if (!o.flux_config.empty()) throw std::invalid_argument("--flux-config is for --arch flux");
+  return o.dit;
+}
+
+// The transformer config from --flux-config, the Fashion-MNIST class names.
+nlohmann::json flux_flags(TeacherOptions& o) {
   if (o.flux_config.empty())
     throw std::invalid_argument("--arch flux needs --flux-config FILE (e.g. configs/flux/fashion-teacher.json)");
   require_input_file("--flux-config", o.flux_config, "a FLUX transformer config.json");
-  o.cfg.flux.transformer = read_flux_config(o.flux_config);
-  o.cfg.flux.class_names = io::fashion_mnist_class_names();
-  o.cfg.flux.num_classes = static_cast<int64_t>(o.cfg.flux.class_names.size());
+  o.flux.transformer = read_flux_config(o.flux_config);
+  o.flux.class_names = io::fashion_mnist_class_names();
+  o.flux.num_classes = static_cast<int64_t>(o.flux.class_names.size());
+  return o.flux;
+}
+
+const ArchFlags kArchFlags[] = {{"dit", dit_flags}, {"flux", flux_flags}};
+
+void resolve_model(TeacherOptions& o) {
+  for (const ArchFlags& a : kArchFlags)
+    if (o.cfg.arch == a.arch) {
+      o.cfg.model = a.config(o);
+      return;
+    }
+  throw std::invalid_argument("--arch: unknown architecture '" + o.cfg.arch + "'");
 }
 
 int run(TeacherOptions& o, const GlobalOptions& g) {
@@ -130,7 +154,7 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
   const bool lead = dist.rank == 0;
   if (!lead) o.quiet = true;
   const torch::Device device = start_up(g);
-  resolve_flux(o);
+  resolve_model(o);
   o.cfg.validate();
   const RunFiles files = lead ? prepare_run(o.output, o.resume)
                               : RunFiles{o.output, o.output + "/checkpoint.safetensors", o.output + "/train.jsonl"};
@@ -145,25 +169,9 @@ int run(TeacherOptions& o, const GlobalOptions& g) {
   TeacherTrainer tr(o.cfg, data.images, data.labels, device, comm);
   if (lead) {
     const int64_t params = count_parameters(tr.model()->module());
-    if (o.cfg.arch == "flux") {
-      const FluxConfig& f = o.cfg.flux.transformer;
-      std::printf("FLUX: %lld parameters (%lld double + %lld single blocks, %lld heads x %lld, %lld image tokens, "
-                  "%lld prompt tokens); %lld images\n",
-                  static_cast<long long>(params), static_cast<long long>(f.num_layers),
-                  static_cast<long long>(f.num_single_layers), static_cast<long long>(f.num_attention_heads),
-                  static_cast<long long>(f.attention_head_dim),
-                  static_cast<long long>(data.images.size(2) / 2 * (data.images.size(3) / 2)),
-                  static_cast<long long>(o.cfg.flux.prompt_tokens), static_cast<long long>(data.images.size(0)));
-      // The stand-in for the text encoder, as a prompt-embeddings file (the teacher file holds it too).
-      auto* flux = dynamic_cast<FluxNetwork*>(tr.ema().get());
-      save_flux_prompt_embeddings(o.output + "/class-prompts.safetensors", flux->class_prompts());
-    } else {
-      std::printf("DiT: %lld parameters (width %lld, depth %lld, heads %lld, patch %lld, %lld tokens); %lld images\n",
-                  static_cast<long long>(params), static_cast<long long>(o.cfg.model.width),
-                  static_cast<long long>(o.cfg.model.depth), static_cast<long long>(o.cfg.model.heads),
-                  static_cast<long long>(o.cfg.model.patch), static_cast<long long>(o.cfg.model.num_tokens()),
-                  static_cast<long long>(data.images.size(0)));
-    }
+    std::printf("%s; %lld parameters; %lld images\n", tr.model()->summary().c_str(), static_cast<long long>(params),
+                static_cast<long long>(data.images.size(0)));
+    tr.ema()->save_companions(o.output);  // e.g. FLUX's class prompts, the stand-in for its text encoder
   }
   if (o.resume) {
     tr.restore(load_checkpoint(files.checkpoint), files.checkpoint);

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "arcflow/distributed/process_group.h"
-#include "arcflow/models/reference_adapter.h"
+#include "arcflow/models/student.h"
 #include "arcflow/util/resources.h"
 
 // OpenBLAS's thread-count setter, when the process has OpenBLAS (a weak reference: null otherwise).
@@ -58,7 +58,7 @@ void require_adapter(const std::string& flag, const std::string& path, const std
   if (path.empty()) throw std::invalid_argument(flag + ": empty path");
   if (::stat(path.c_str(), &st) != 0)
     throw std::invalid_argument(flag + ": no such file or folder '" + path + "'" + why);
-  if (S_ISDIR(st.st_mode) && !is_reference_adapter(path))
+  if (S_ISDIR(st.st_mode) && !is_adapter_folder(path))
     throw std::invalid_argument(flag + ": " + not_an_adapter_folder(path));
 }
 

@@ -12,8 +12,8 @@
 
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/idx.h"
-#include "arcflow/models/classifier.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/classifier/classifier.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/models/registry.h"
 #include "arcflow/models/student.h"
 #include "arcflow/models/lora.h"
@@ -138,12 +138,12 @@ TableRun run_table(const TableRequest& o, torch::Device device) {
   std::vector<LearntReport> learnt;  // one per adapter, watching the row at its distilled nfe
   learnt.reserve(o.adapters.size());  // the observers point into it
   for (const AdapterSpec& a : o.adapters) {
-    io::Metadata meta;
-    LoRAStudent st = load_adapter(teacher, a.path, &meta);
-    st->to(device);
-    st->fuse_lora();
-    StudentSampling so = distilled_sampling(meta, a.path);
-    so.max_batch = o.bench.max_batch;
+    SamplingOverrides given;
+    given.max_batch = o.bench.max_batch;
+    SamplingStudent loaded = load_sampling_student(teacher, a.path, given);
+    LoRAStudent st = loaded.student;
+    const io::Metadata& meta = loaded.metadata;
+    StudentSampling so = loaded.sampling;  // varied over nfe and temperature below
     const int distilled = so.nfe;
     const std::vector<int> nfes = o.student_nfe.empty() ? std::vector<int>{distilled} : o.student_nfe;
     nlohmann::json rows = nlohmann::json::array(), temperatures = nlohmann::json::object();

@@ -8,14 +8,14 @@
 #include <stdexcept>
 
 #include "arcflow/io/atomic_file.h"
-#include "arcflow/models/flux_loader.h"
-#include "arcflow/models/flux_network.h"
+#include "arcflow/models/flux/flux_loader.h"
+#include "arcflow/models/flux/flux_network.h"
 #include "arcflow/models/registry.h"
 #include "arcflow/models/student.h"
 #include "arcflow/sampling/generate.h"
 #include "arcflow/training/distill.h"
 #include "arcflow/util/resources.h"
-#include "flux_sample.h"
+#include "arcflow/models/teacher_options.h"
 
 namespace arcflow::cli {
 namespace {
@@ -105,7 +105,7 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
                                           : read_flux_config(transformer_folder(o.model_dir) + "/config.json");
     const int64_t down = o.random_weights ? 8 : flux_vae_downscale(o.model_dir);
     for (int64_t r : o.resolutions) {
-      const int64_t n_img = (r / down / 2) * (r / down / 2);
+      const int64_t n_img = flux_packed_tokens(r / down, r / down);
       check_memory("--resolutions " + std::to_string(r) + " and --text-tokens",
                    flux_forward_memory_bytes(c, 1, n_img, o.text_tokens, c10::elementSize(dtype)), dev,
                    std::to_string(n_img + o.text_tokens) + " tokens at batch 1, " + std::string(c10::toString(dtype)));
@@ -149,7 +149,7 @@ int run_flux_bench(const FluxBenchOptions& o, const GlobalOptions& g) {
   for (int64_t res : o.resolutions) {
     check_flux_image_size(res, res, downscale, "--resolutions");
     flux->set_latent_size(res / downscale, res / downscale);
-    const int64_t n_img = (res / downscale / 2) * (res / downscale / 2);  // packed 2x2 tokens
+    const int64_t n_img = flux_packed_tokens(res / downscale, res / downscale);
     torch::NoGradGuard no_grad;
     const auto opt = torch::TensorOptions().device(dev);
     Condition c;

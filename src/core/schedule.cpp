@@ -1,5 +1,7 @@
 #include "arcflow/core/schedule.h"
 
+#include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -53,6 +55,32 @@ std::vector<double> sigmas(int num_steps, double shift, double timestep_ratio) {
   for (const auto& s : segments(num_steps, shift, timestep_ratio)) out.push_back(s.sigma_src);
   out.push_back(0.0);
   return out;
+}
+
+void StepSchedule::validate(const std::string& what) const {
+  if (nfe < 1) throw std::invalid_argument(what + ": nfe must be >= 1, got " + std::to_string(nfe));
+  if (!(shift >= 1) || !std::isfinite(shift)) throw std::invalid_argument(what + ": shift must be >= 1");
+  if (!(timestep_ratio > 0) || !std::isfinite(timestep_ratio))
+    throw std::invalid_argument(what + ": timestep_ratio must be > 0");
+  if (total_substeps < 1) throw std::invalid_argument(what + ": total_substeps must be >= 1");
+}
+
+double ShiftRule::at(int64_t image_tokens) const {
+  if (!dynamic) return shift;
+  // In double throughout: the counts come from files and need not be small.
+  const double base = static_cast<double>(base_seq_len), span = static_cast<double>(max_seq_len) - base;
+  const double mu = base_shift + (max_shift - base_shift) / span * (static_cast<double>(image_tokens) - base);
+  return std::exp(mu);
+}
+
+std::string ShiftRule::describe() const {
+  char buf[160];
+  if (dynamic)
+    std::snprintf(buf, sizeof buf, "dynamic: exp(%g .. %g over %lld .. %lld tokens)", base_shift, max_shift,
+                  static_cast<long long>(base_seq_len), static_cast<long long>(max_seq_len));
+  else
+    std::snprintf(buf, sizeof buf, "%g", shift);
+  return buf;
 }
 
 }  // namespace arcflow

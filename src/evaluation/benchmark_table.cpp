@@ -301,7 +301,7 @@ nlohmann::json benchmark_json(const BenchmarkTable& t, const nlohmann::json& inf
                     {"ms_per_image", number(r.ms_per_image)}});
     if (r.temperature) {
       rows.back()["temperature"] = *r.temperature;
-      rows.back()["temperature_rule"] = r.temperature_auto ? "auto" : "given";
+      rows.back()["temperature_rule"] = temperature_rule(r.temperature_auto);
     }
   }
   nlohmann::json j = {{"rows", rows}, {"n", t.n}, {"seed", t.seed}};
@@ -325,7 +325,8 @@ std::vector<BenchmarkRow> benchmark_rows_from_json(const nlohmann::json& report,
     if (j.contains("nfe") && j["nfe"].is_number()) r.nfe = j["nfe"].get<int>();
     if (j.contains("temperature") && j["temperature"].is_number()) {
       r.temperature = j["temperature"].get<double>();
-      r.temperature_auto = j.contains("temperature_rule") && j["temperature_rule"] == "auto";
+      r.temperature_auto = j.contains("temperature_rule") && j["temperature_rule"].is_string() &&
+                          temperature_rule_is_auto(j["temperature_rule"].get<std::string>());
     }
     const auto metric = [&](const char* key, const char* alias) {
       const char* k = j.contains(key) ? key : alias && j.contains(alias) ? alias : nullptr;

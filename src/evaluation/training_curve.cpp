@@ -67,13 +67,12 @@ TrainingCurve run_training_curve(const NetworkPtr& teacher, const std::string& n
   const torch::Tensor ref = table.reference_samples.narrow(0, 0, n).to(torch::kFloat64);
   for (size_t i = 0; i < snaps.size(); ++i) {
     if (progress) progress(name, i, snaps.size());
-    io::Metadata meta;
-    LoRAStudent st = load_adapter(teacher, snaps[i].path, &meta);
-    st->to(teacher->device());
-    st->fuse_lora();
-    StudentSampling so = distilled_sampling(meta, snaps[i].path);
-    so.max_batch = max_batch;
-    so.temperature = temperature;
+    SamplingOverrides given;
+    given.max_batch = max_batch;
+    given.temperature = temperature;
+    SamplingStudent loaded = load_sampling_student(teacher, snaps[i].path, given);
+    LoRAStudent st = loaded.student;
+    const StudentSampling& so = loaded.sampling;
     curve.nfe = so.nfe;
     curve.temperature = so.temperature_for(*st);
     curve.temperature_auto = !temperature;
@@ -94,7 +93,7 @@ nlohmann::json curves_json(const std::vector<TrainingCurve>& curves) {
     for (const CurvePoint& p : c.points)
       pts.push_back({{"iteration", p.iteration}, {"fid", number(p.fid)}, {"endpoint_mse", number(p.endpoint_mse)}});
     j[c.name] = {{"run_dir", c.run_dir}, {"nfe", c.nfe}, {"n", c.n}, {"temperature", c.temperature},
-                 {"temperature_rule", c.temperature_auto ? "auto" : "given"}, {"points", pts}};
+                 {"temperature_rule", temperature_rule(c.temperature_auto)}, {"points", pts}};
   }
   return j;
 }

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "arcflow/io/atomic_file.h"
+
 namespace arcflow::io {
 
 namespace {
@@ -71,11 +73,6 @@ void check_gzip_complete(gzFile f, const std::string& path) {
 
 uint32_t big_endian_u32(const unsigned char* b) {
   return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
-}
-
-bool is_regular_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 }  // namespace

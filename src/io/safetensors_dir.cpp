@@ -19,11 +19,6 @@
 namespace arcflow::io {
 namespace {
 
-bool is_regular_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 // Adds the tensors of one file's header to `out` (all of them, or those in `only` when given).
 void add_file(const std::string& path, std::map<std::string, StoredTensor>& out, std::map<std::string, Metadata>& meta) {
   const SafetensorsHeader h = read_safetensors_header(path);

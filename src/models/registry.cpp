@@ -1,25 +1,27 @@
 #include "arcflow/models/registry.h"
 
-#include <sys/stat.h>
-
 #include <stdexcept>
 
 #include "arcflow/io/atomic_file.h"
-
-#include "arcflow/models/dit.h"
-#include "arcflow/models/flux_network.h"
-#include "arcflow/models/reference_adapter.h"
-#include "arcflow/models/toy_mlp.h"
+#include "arcflow/io/json_file.h"
+#include "arcflow/models/dit/dit.h"
+#include "arcflow/models/flux/flux_network.h"
+#include "arcflow/models/pipeline.h"
+#include "arcflow/models/flux/reference_adapter.h"
+#include "arcflow/models/toy_mlp/toy_mlp.h"
 #include "arcflow/models/weights.h"
 
 namespace arcflow {
 
 const std::vector<ModelEntry>& model_registry() {
   static const std::vector<ModelEntry> table = {
-      {"dit", "class-conditional DiT with adaLN-Zero (images)", load_dit_network, create_dit_network},
+      {"dit", "class-conditional DiT with adaLN-Zero (images)", load_dit_network, create_dit_network, nullptr,
+       nullptr, nullptr, nullptr, nullptr, nullptr, dit_image_teacher_config, create_dit_image_teacher},
       {"toy_mlp", "MLP velocity model for 2-D distributions", load_toy_network, create_toy_network},
       {"flux", "FLUX.1 transformer (diffusers layout; latents of its VAE)", load_flux_network, create_flux_network,
-       "FluxTransformer2DModel", load_flux_folder, load_flux_folder_teacher, save_reference_adapter},
+       "FluxTransformer2DModel", load_flux_folder, load_flux_folder_teacher, save_reference_adapter,
+       kReferenceAdapterClass, load_reference_adapter, flux_image_teacher_config, create_flux_image_teacher,
+       load_flux_pipeline},
   };
   return table;
 }
@@ -33,30 +35,19 @@ const ModelEntry& find_model(const std::string& kind) {
   throw std::invalid_argument("unknown model '" + kind + "' (known: " + names + ")");
 }
 
-bool is_model_folder(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
+bool is_model_folder(const std::string& path) { return io::is_directory(path); }
 
 std::string transformer_folder(const std::string& dir) {
-  const auto is_file = [](const std::string& p) {
-    struct stat st {};
-    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-  };
+  using io::is_regular_file;
   const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
-  if (is_file(base + "transformer/config.json")) return base + "transformer";
-  if (is_file(base + "config.json")) return dir;
+  if (is_regular_file(base + "transformer/config.json")) return base + "transformer";
+  if (is_regular_file(base + "config.json")) return dir;
   throw std::runtime_error(dir + ": not a model folder (neither transformer/config.json nor config.json)");
 }
 
 const ModelEntry& folder_model(const std::string& dir) {
   const std::string config = transformer_folder(dir) + "/config.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(io::read_file(config));
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(config + ": invalid JSON: " + e.what());
-  }
+  const nlohmann::json j = io::read_json_file(config);
   const std::string cls = j.is_object() && j.contains("_class_name") && j["_class_name"].is_string()
                               ? j["_class_name"].get<std::string>() : "";
   std::string known;
@@ -114,6 +105,13 @@ void save_network(Network& net, const std::string& path, const io::Metadata& ext
   io::Metadata meta = net.extra_metadata();
   for (const auto& [key, value] : extra) meta[key] = value;
   save_described(net.module(), path, net.kind(), net.config_json(), meta);
+}
+
+PipelinePtr load_pipeline(const std::string& dir, const PipelineOptions& options, torch::Device device) {
+  const ModelEntry& e = folder_model(dir);
+  if (e.load_pipeline == nullptr)
+    throw std::runtime_error(dir + ": a " + e.kind + " model folder, which arcflow samples no pipeline of");
+  return e.load_pipeline(dir, options, device);
 }
 
 }  // namespace arcflow

@@ -1,12 +1,12 @@
 #include "arcflow/models/student.h"
 
-#include "arcflow/models/reference_adapter.h"
-
-#include <sys/stat.h>
-
+#include <cstdlib>
 #include <stdexcept>
 
+#include "arcflow/io/atomic_file.h"
+#include "arcflow/models/registry.h"
 #include "arcflow/models/weights.h"
+#include "arcflow/util/text.h"
 
 namespace arcflow {
 
@@ -161,10 +161,62 @@ void save_adapter(LoRAStudent& s, const std::string& path, const io::Metadata& e
   io::save_safetensors(path, s->adapter_tensors(), meta);
 }
 
+namespace {
+
+// The `_class_name` of DIR/config.json, or why there is none (in `why`).
+std::string folder_class_name(const std::string& dir, std::string* why) {
+  const std::string cfg = dir + "/config.json";
+  if (!io::is_regular_file(cfg)) {
+    *why = "the folder has no config.json";
+    return "";
+  }
+  try {
+    const nlohmann::json j = nlohmann::json::parse(io::read_file(cfg));
+    const auto it = j.is_object() ? j.find("_class_name") : j.end();
+    if (it == j.end()) *why = "its config.json has no \"_class_name\"";
+    else if (!it->is_string()) *why = "its config.json's \"_class_name\" is not a string";
+    else return it->get<std::string>();
+  } catch (const std::exception&) {
+    *why = "its config.json is not valid JSON";
+  }
+  return "";
+}
+
+// The registry entry whose reference adapter folder `dir` is, or null.
+const ModelEntry* adapter_folder_model(const std::string& dir) {
+  if (!io::is_directory(dir)) return nullptr;
+  std::string why;
+  const std::string name = folder_class_name(dir, &why);
+  for (const ModelEntry& e : model_registry())
+    if (e.reference_adapter_class != nullptr && e.load_reference_adapter != nullptr && name == e.reference_adapter_class)
+      return &e;
+  return nullptr;
+}
+
+}  // namespace
+
+bool is_adapter_folder(const std::string& path) { return adapter_folder_model(path) != nullptr; }
+
+std::string not_an_adapter_folder(const std::string& dir) {
+  std::string why;
+  const std::string name = folder_class_name(dir, &why);
+  if (!name.empty()) why = "its config.json names \"" + name + "\" (a model, not an adapter)";
+  std::string layouts;
+  for (const ModelEntry& e : model_registry())
+    if (e.reference_adapter_class != nullptr)
+      layouts += std::string(layouts.empty() ? "" : " or ") + e.reference_adapter_class;
+  return dir + ": not an adapter: " + why + "; an adapter is a file (.safetensors from `arcflow distill`)" +
+         (layouts.empty() ? std::string()
+                          : " or a reference adapter folder (config.json naming " + layouts +
+                                " and diffusion_pytorch_model.safetensors)");
+}
+
 LoRAStudent load_adapter(const NetworkPtr& teacher, const std::string& path, io::Metadata* metadata) {
-  if (is_reference_adapter(path)) return load_reference_adapter(teacher, path, metadata);  // pnotp/ArcFlow's folder
-  if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    throw std::runtime_error(not_an_adapter_folder(path));
+  if (io::is_directory(path)) {  // a reference implementation's adapter folder
+    const ModelEntry* e = adapter_folder_model(path);
+    if (e == nullptr) throw std::runtime_error(not_an_adapter_folder(path));
+    return e->load_reference_adapter(teacher, path, metadata);
+  }
   const io::SafetensorsFile f = io::load_safetensors(path);
   const auto model = f.metadata.find("model");
   if (model == f.metadata.end() || model->second != "arcflow-adapter")
@@ -218,6 +270,31 @@ LoRAStudent load_adapter(const NetworkPtr& teacher, const std::string& path, io:
   }
   s->load_adapter_tensors(f.tensors, path);
   if (metadata != nullptr) *metadata = f.metadata;
+  return s;
+}
+
+void write_schedule(const StepSchedule& schedule, io::Metadata& meta) {
+  meta["nfe"] = std::to_string(schedule.nfe);
+  meta["shift"] = format_exact(schedule.shift);
+  meta["timestep_ratio"] = format_exact(schedule.timestep_ratio);
+  meta["total_substeps"] = std::to_string(schedule.total_substeps);
+}
+
+StepSchedule read_schedule(const io::Metadata& meta, const std::string& source, const StepSchedule& defaults) {
+  const auto number = [&](const char* key, double fallback) {
+    const auto it = meta.find(key);
+    if (it == meta.end()) return fallback;
+    char* end = nullptr;
+    const double v = std::strtod(it->second.c_str(), &end);
+    if (end == it->second.c_str())
+      throw std::runtime_error(source + ": unreadable '" + key + "' in the adapter metadata: '" + it->second + "'");
+    return v;
+  };
+  StepSchedule s = defaults;
+  s.nfe = static_cast<int>(number("nfe", s.nfe));
+  s.shift = number("shift", s.shift);
+  s.timestep_ratio = number("timestep_ratio", s.timestep_ratio);
+  s.total_substeps = static_cast<int>(number("total_substeps", s.total_substeps));
   return s;
 }
 

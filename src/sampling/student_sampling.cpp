@@ -12,13 +12,10 @@
 namespace arcflow {
 
 void StudentSampling::validate() const {
-  if (nfe < 1) throw std::invalid_argument("student sampling: nfe must be >= 1, got " + std::to_string(nfe));
-  if (!(shift >= 1)) throw std::invalid_argument("student sampling: shift must be >= 1");
-  if (!(timestep_ratio > 0)) throw std::invalid_argument("student sampling: timestep_ratio must be > 0");
+  StepSchedule::validate("student sampling");
   if (temperature && !(*temperature > 0 && std::isfinite(*temperature)))
     throw std::invalid_argument("student sampling: temperature must be > 0 (or auto)");
   if (max_batch < 1) throw std::invalid_argument("student sampling: max_batch must be >= 1");
-  if (total_substeps < 1) throw std::invalid_argument("student sampling: total_substeps must be >= 1");
 }
 
 double StudentSampling::temperature_for(const Student& student) const {
@@ -38,22 +35,33 @@ std::string temperature_text(const std::optional<double>& t) {
   return t ? format_number(*t) : "auto";
 }
 
-StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& source) {
-  const auto number = [&](const char* key, double fallback) {
-    const auto it = meta.find(key);
-    if (it == meta.end()) return fallback;
-    char* end = nullptr;
-    const double v = std::strtod(it->second.c_str(), &end);
-    if (end == it->second.c_str())
-      throw std::runtime_error(source + ": unreadable '" + key + "' in the adapter metadata: '" + it->second + "'");
-    return v;
-  };
-  StudentSampling s;
-  s.nfe = static_cast<int>(number("nfe", s.nfe));
-  s.shift = number("shift", s.shift);
-  s.timestep_ratio = number("timestep_ratio", s.timestep_ratio);
-  s.total_substeps = static_cast<int>(number("total_substeps", s.total_substeps));
+std::string temperature_rule(bool is_auto) { return is_auto ? "auto" : "given"; }
+
+bool temperature_rule_is_auto(const std::string& rule) { return rule == "auto"; }
+
+StudentSampling distilled_sampling(const io::Metadata& meta, const std::string& source,
+                                   const StudentSampling& defaults) {
+  StudentSampling s = defaults;
+  static_cast<StepSchedule&>(s) = read_schedule(meta, source, defaults);
   return s;
+}
+
+SamplingStudent load_sampling_student(const NetworkPtr& teacher, const std::string& path,
+                                      const SamplingOverrides& overrides, const StudentSampling& defaults) {
+  SamplingStudent out;
+  out.student = load_adapter(teacher, path, &out.metadata);
+  out.student->to(teacher->device());
+  out.student->eval();
+  out.student->fuse_lora();
+  StudentSampling& s = out.sampling;
+  s = distilled_sampling(out.metadata, path, defaults);
+  if (overrides.nfe) s.nfe = *overrides.nfe;
+  if (overrides.shift) s.shift = *overrides.shift;
+  if (overrides.timestep_ratio) s.timestep_ratio = *overrides.timestep_ratio;
+  if (overrides.max_batch) s.max_batch = *overrides.max_batch;
+  s.temperature = overrides.temperature;
+  s.validate();
+  return out;
 }
 
 torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const Condition& cond,
@@ -66,7 +74,7 @@ torch::Tensor sample_student(Student& student, const torch::Tensor& noise, const
   EvalModeGuard eval_mode(student.module());
   student.integration = IntegrationOptions{opt.shift, opt.total_substeps};
   const auto device = student.device();
-  const std::vector<Segment> segs = segments(opt.nfe, opt.shift, opt.timestep_ratio);
+  const std::vector<Segment> segs = opt.segments();
   const double temperature = opt.temperature_for(student);
   std::vector<torch::Tensor> out;
   const int total = static_cast<int>(((n + opt.max_batch - 1) / opt.max_batch) * opt.nfe);

@@ -1,5 +1,7 @@
 #include "arcflow/server/api.h"
 
+#include "arcflow/sampling/student_sampling.h"
+
 #include <limits>
 #include <set>
 
@@ -217,7 +219,7 @@ json catalog_json(const ModelCatalog& c, const ServerLimits& limits, size_t queu
     adapters.push_back({{"name", a.name}, {"file", a.path}, {"K", a.K}, {"nfe", a.nfe}, {"policy", a.policy},
                         {"shift", a.shift}, {"timestep_ratio", a.timestep_ratio},
                         {"temperature", a.distilled_temperature},
-                        {"temperature_rule", a.temperature ? "given" : "auto"}});
+                        {"temperature_rule", temperature_rule(!a.temperature)}});
   return {{"teacher",
            {{"file", c.teacher_path},
             {"sampler", c.teacher_sampler},

@@ -60,17 +60,15 @@ ImageGenerator::ImageGenerator(const std::string& teacher_path, const std::vecto
     if (a.name == kTeacherMethod || !names.insert(a.name).second)
       throw std::invalid_argument("--adapter: the name '" + a.name + "' is " +
                                   (a.name == kTeacherMethod ? "reserved for the teacher" : "given twice"));
-    io::Metadata meta;
-    LoRAStudent st = load_adapter(m.teacher, a.path, &meta);
-    st->to(m.device);
-    st->eval();
-    st->fuse_lora();
+    SamplingOverrides given;
+    given.temperature = a.temperature;
+    const SamplingStudent loaded = load_sampling_student(m.teacher, a.path, given);
+    const LoRAStudent st = loaded.student;
+    const StudentSampling& distilled = loaded.sampling;
     AdapterInfo info;
     info.name = a.name;
     info.path = a.path;
     info.K = st->config.K;
-    StudentSampling distilled = distilled_sampling(meta, a.path);
-    distilled.temperature = a.temperature;
     info.nfe = distilled.nfe;
     info.policy = st->config.policy == "arcflow" && info.K == 1 ? "linear" : st->config.policy;
     info.shift = distilled.shift;

@@ -114,10 +114,12 @@ std::string write_toy_report(const ToyResult& res, const std::string& dir) {
 
   // The teacher and the students as arcflow files: `arcflow sample`-style loaders read them back.
   if (ToyMLP t = res.teacher) save_network(*t, dir + "/teacher.safetensors", {{"data", cfg.data}});
-  for (auto st : res.students)
-    save_adapter(st.student, dir + "/" + st.name + ".safetensors",
-                 {{"nfe", std::to_string(cfg.nfe)}, {"shift", std::to_string(cfg.shift)},
-                  {"total_substeps", std::to_string(cfg.distill.total_substeps)}, {"data", cfg.data}});
+  StepSchedule schedule = cfg.distill;  // the students' (the toy's nfe and shift set the distiller's)
+  schedule.nfe = cfg.nfe;
+  schedule.shift = cfg.shift;
+  io::Metadata adapter_meta = {{"data", cfg.data}};
+  write_schedule(schedule, adapter_meta);
+  for (auto st : res.students) save_adapter(st.student, dir + "/" + st.name + ".safetensors", adapter_meta);
 
   std::ostringstream h;
   h << "<!doctype html><html><head><meta charset=\"utf-8\"><title>arcflow toy: " << cfg.data << "</title>"

@@ -129,7 +129,7 @@ std::vector<double> Distiller::micro_batch(int64_t B, at::Generator& gen, double
   const PolicyFn student = [&](const torch::Tensor& x, const torch::Tensor& sigma) {
     return problem_.student(x, sigma, cond);
   };
-  run_steps(student, noise, segments(cfg_.nfe, cfg_.shift, cfg_.timestep_ratio), {}, nullptr, walk);
+  run_steps(student, noise, cfg_.segments(), {}, nullptr, walk);
   return losses;
 }
 

@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "arcflow/core/schedule.h"
-#include "arcflow/models/flux_network.h"
+#include "arcflow/models/registry.h"
 #include "arcflow/models/weights.h"
 
 namespace arcflow {
@@ -15,39 +15,21 @@ namespace {
 void require(bool ok, const std::string& field, const std::string& what) {
   if (!ok) throw std::invalid_argument("teacher config: " + field + " " + what);
 }
+
+// The registry entry of `arch` with train-teacher hooks; std::invalid_argument listing those otherwise.
+const ModelEntry& trainable_entry(const std::string& arch) {
+  std::string names;
+  for (const ModelEntry& e : model_registry()) {
+    if (e.create_image_teacher == nullptr || e.image_teacher_config == nullptr) continue;
+    if (arch == e.kind) return e;
+    names += (names.empty() ? "" : ", ") + std::string(e.kind);
+  }
+  throw std::invalid_argument("teacher config: arch must be one of " + names + ", got '" + arch + "'");
+}
 }  // namespace
 
-void FluxTeacherModel::validate() const {
-  transformer.validate();
-  require(num_classes >= 1, "flux.num_classes", "must be >= 1");
-  require(class_names.empty() || static_cast<int64_t>(class_names.size()) == num_classes, "flux.class_names",
-          "must name every class");
-  require(prompt_tokens >= 1, "flux.prompt_tokens", "must be >= 1");
-  require(!transformer.guidance_embeds, "flux.guidance_embeds",
-          "must be false (the teacher learns classifier-free guidance through the null class)");
-  require(transformer.patch_size == 1, "flux.patch_size", "must be 1 (pixels are packed 2x2 into tokens)");
-  require(transformer.in_channels % 4 == 0, "flux.in_channels", "must be 4 x the image channels");
-  require(transformer.output_channels() == transformer.in_channels, "flux.out_channels", "must equal in_channels");
-}
-
-nlohmann::json FluxTeacherModel::to_json() const {
-  return {{"transformer", transformer.to_json()}, {"num_classes", num_classes}, {"class_names", names()},
-          {"prompt_tokens", prompt_tokens}, {"prompt_seed", prompt_seed}};
-}
-
-std::vector<std::string> FluxTeacherModel::names() const {
-  if (!class_names.empty()) return class_names;
-  std::vector<std::string> n;
-  for (int64_t i = 0; i < num_classes; ++i) n.push_back("class " + std::to_string(i));
-  return n;
-}
-
 void TeacherTrainConfig::validate() const {
-  require(arch == "dit" || arch == "flux", "arch", "must be dit or flux, got '" + arch + "'");
-  if (arch == "flux")
-    flux.validate();
-  else
-    model.validate();
+  (void)model_json();  // the architecture is trainable and its config valid
   require(iters >= 1, "iters", "must be >= 1");
   require(batch_size >= 1, "batch_size", "must be >= 1");
   require(std::isfinite(lr) && lr > 0, "lr", "must be > 0");
@@ -62,7 +44,11 @@ void TeacherTrainConfig::validate() const {
   require(max_bad_steps >= 1, "max_bad_steps", "must be >= 1");
 }
 
-nlohmann::json TeacherTrainConfig::model_json() const { return arch == "flux" ? flux.to_json() : model.to_json(); }
+nlohmann::json TeacherTrainConfig::model_json() const {
+  const ModelEntry& e = trainable_entry(arch);
+  if (model.is_null()) throw std::invalid_argument("teacher config: model is not set (the " + arch + " config)");
+  return e.image_teacher_config(model);
+}
 
 nlohmann::json TeacherTrainConfig::to_json() const {
   return {{"arch", arch},               {"model", model_json()},   {"iters", iters},
@@ -81,45 +67,22 @@ TeacherTrainer::TeacherTrainer(TeacherTrainConfig cfg, const torch::Tensor& imag
       comm_(std::move(comm)),
       gen_(at::detail::createCPUGenerator(stream_seed(cfg_.seed, comm_ ? comm_->rank() : 0))) {
   cfg_.validate();
-  const bool flux = cfg_.arch == "flux";
   if (images.dim() != 4 || images.size(0) == 0)
     throw std::invalid_argument("teacher training: images must be (N >= 1, C, H, W), got " + c10::str(images.sizes()));
-  if (flux) {
-    const FluxConfig& f = cfg_.flux.transformer;
-    if (images.size(1) * 4 != f.in_channels || images.size(2) % 2 != 0 || images.size(3) % 2 != 0)
-      throw std::invalid_argument("teacher training: a FLUX transformer with in_channels " +
-                                  std::to_string(f.in_channels) + " takes images of " +
-                                  std::to_string(f.in_channels / 4) + " channel(s) (packed 2x2) and even sides, got " +
-                                  c10::str(images.sizes()));
-  } else {
-    const DiTConfig& m = cfg_.model;
-    if (images.size(1) != m.in_channels || images.size(2) != m.image_size || images.size(3) != m.image_size)
-      throw std::invalid_argument("teacher training: images must be (N, " + std::to_string(m.in_channels) + ", " +
-                                  std::to_string(m.image_size) + ", " + std::to_string(m.image_size) + "), got " +
-                                  c10::str(images.sizes()));
-  }
+  const ModelEntry& entry = trainable_entry(cfg_.arch);
+  const std::vector<int64_t> image_shape = {images.size(1), images.size(2), images.size(3)};
+  // Initialised from the global seed, so the weights are reproducible: the network, then its EMA copy.
+  torch::manual_seed(cfg_.seed);
+  model_ = entry.create_image_teacher(cfg_.model, image_shape);
+  ema_ = entry.create_image_teacher(cfg_.model, image_shape);
   if (labels.dim() != 1 || labels.size(0) != images.size(0) || labels.scalar_type() != torch::kInt64)
     throw std::invalid_argument("teacher training: labels must be (N) int64 matching the images");
-  const int64_t classes = cfg_.num_classes();
+  const int64_t classes = model_->num_classes();
   if (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= classes)
     throw std::invalid_argument("teacher training: labels must be in 0.." + std::to_string(classes - 1));
   images_ = images.to(device_, torch::kFloat32).contiguous();
   labels_ = labels.to(device_);
 
-  // Initialise from the global seed too, so the weights are reproducible.
-  torch::manual_seed(cfg_.seed);
-  if (flux) {
-    const FluxPromptEmbeddings table = make_class_prompts(cfg_.flux.transformer, cfg_.flux.names(),
-                                                          cfg_.flux.prompt_tokens, cfg_.flux.prompt_seed);
-    for (NetworkPtr* net : {&model_, &ema_}) {
-      auto f = std::make_shared<FluxNetwork>(FluxTransformer(cfg_.flux.transformer), images.size(2), images.size(3));
-      f->set_class_prompts(table);
-      *net = f;
-    }
-  } else {
-    model_ = DiT(cfg_.model).ptr();
-    ema_ = DiT(cfg_.model).ptr();
-  }
   model_->module().to(device_);
   ema_->module().to(device_);
   ema_->module().eval();
@@ -159,7 +122,7 @@ TeacherStepStats TeacherTrainer::step() {
   const torch::Tensor idx_d = idx.to(device_);
   const torch::Tensor x0 = images_.index_select(0, idx_d);
   torch::Tensor y = labels_.index_select(0, idx_d);
-  y = torch::where(drop.to(device_), torch::full_like(y, cfg_.num_classes()), y);  // the null class
+  y = torch::where(drop.to(device_), torch::full_like(y, model_->num_classes()), y);  // the null class
   const torch::Tensor sigma = warp(tau, cfg_.shift).to(device_);
   const torch::Tensor s4 = sigma.view({B, 1, 1, 1});
   const torch::Tensor x = (1 - s4) * x0 + s4 * eps;
@@ -238,7 +201,8 @@ void TeacherTrainer::restore(const Checkpoint& ckpt, const std::string& source) 
   try {
     const nlohmann::json j = nlohmann::json::parse(ckpt.metadata.at("config"));
     saved_arch = j.value("arch", std::string("dit"));  // written before "arch" existed: a DiT
-    saved_cfg = saved_arch == "dit" ? DiTConfig::from_json(j.at("model")).to_json() : j.at("model");
+    saved_cfg = j.at("model");
+    if (saved_arch == cfg_.arch) saved_cfg = trainable_entry(saved_arch).image_teacher_config(saved_cfg);
   } catch (const std::exception& e) {
     throw std::runtime_error(source + ": unreadable config metadata: " + e.what());
   }

@@ -1,12 +1,22 @@
 #include "arcflow/util/text.h"
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace arcflow {
 
 std::string format_number(double v, const char* format) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string format_exact(double v) {
+  char buf[40];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   return buf;
 }
 

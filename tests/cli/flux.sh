@@ -71,6 +71,46 @@ run sample --teacher $F/dev --adapter "$d/run/reference-adapter" --prompts $F/pr
 run sample --teacher $F/dev --adapter $F/arcflow-adapter --prompts $F/prompts.safetensors --height 32 --width 32 \
   -o "$d/fixture.png" -q
 [ "$(png_size "$d/fixture.png")" = "100x32" ] || { echo "FAIL: fixture grid is $(png_size "$d/fixture.png")"; fail=1; }
+# the shift sampled at is recorded: the student's own (its adapter's 3.2), not the teacher's default
+python3 - "$d/student.png" <<'PY' || fail=1
+import sys, zlib
+data, text = open(sys.argv[1], "rb").read(), {}
+i = 8
+while i < len(data):
+    n = int.from_bytes(data[i:i + 4], "big"); kind = data[i + 4:i + 8]; body = data[i + 8:i + 8 + n]; i += 12 + n
+    if kind == b"tEXt":
+        k, v = body.split(b"\0", 1); text[k.decode()] = v.decode("latin-1")
+if text.get("shift") != "3.2" or text.get("shift_rule") != "the adapter's":
+    sys.exit("FAIL: student PNG records shift %r (%r), expected 3.2 (the adapter's)" % (text.get("shift"), text.get("shift_rule")))
+print("ok: the student PNG records shift 3.2, the adapter's")
+PY
+# without --shift the teacher samples at its folder's scheduler rule: FLUX.1-dev's dynamic shift
+# exp(mu), mu = 0.5 + (n - 256) (1.15 - 0.5) / (4096 - 256) for n image tokens (ARCFLOW.md section 7)
+cp -r $F/dev "$d/dynamic"
+mkdir -p "$d/dynamic/scheduler"
+cat > "$d/dynamic/scheduler/scheduler_config.json" <<'JSON'
+{"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.30.0.dev0", "base_image_seq_len": 256,
+ "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,
+ "use_dynamic_shifting": true}
+JSON
+run sample --teacher "$d/dynamic" --prompts $F/prompts.safetensors --steps 2 --height 32 --width 24 -o '' \
+  --save-tensors "$d/dynamic.safetensors" -q
+python3 - "$d/dynamic.safetensors" "$d/dynamic/vae/config.json" <<'PY' || fail=1
+import json, math, sys
+raw = open(sys.argv[1], "rb").read()
+meta = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+down = 2 ** (len(json.load(open(sys.argv[2]))["block_out_channels"]) - 1)
+n = (32 // down // 2) * (24 // down // 2)  # packed 2x2 latent tokens
+want = math.exp(0.5 + (n - 256) * (1.15 - 0.5) / (4096 - 256))
+got = float(meta["shift"])
+if abs(got - want) > 1e-12 * want or not meta.get("shift_rule", "").startswith("dynamic"):
+    sys.exit("FAIL: dynamic shift %r (%s), expected %.17g for %d tokens" % (got, meta.get("shift_rule"), want, n))
+print("ok: dynamic shift %.6f for %d image tokens" % (got, n))
+PY
+sed 's/"use_dynamic_shifting": true}/"use_dynamic_shifting": true, "shift_terminal": 0.02}/' \
+  "$d/dynamic/scheduler/scheduler_config.json" > "$d/sc.json" && mv "$d/sc.json" "$d/dynamic/scheduler/scheduler_config.json"
+expect "scheduler_config.json: \"shift_terminal\"" sample --teacher "$d/dynamic" --prompts $F/prompts.safetensors \
+  --height 32 --width 24 -o '' --save-tensors "$d/x.safetensors"
 expect "--prompts" distill --teacher $F/dev -o "$d/run2" --iters 1
 expect "--prompts" sample --teacher $F/dev -o "$d/x.png"
 expect "no guidance embedding" sample --teacher $F/schnell --prompts $F/prompts.safetensors --guidance 3.5 -o '' \

@@ -6,7 +6,7 @@ plain torch (Debian's python3-torch 1.13; diffusers is not needed) from the form
 source (transformer_flux.py, embeddings.py, normalization.py, attention_processor.py,
 autoencoders/vae.py, unets/unet_2d_blocks.py, resnet.py, upsampling.py, pipeline_flux.py). It
 builds tiny models with random weights in the diffusers folder layout, runs them in float32, and
-writes the inputs and outputs that tests/test_flux.cpp compares the C++ against.
+writes the inputs and outputs that tests/models/flux/test_flux.cpp compares the C++ against.
 
 Run from anywhere:  /usr/bin/python3 tests/flux_reference/make_fixtures.py
 The output is deterministic (fixed seeds).

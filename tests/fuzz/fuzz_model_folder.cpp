@@ -6,6 +6,7 @@
 //   2: a shard index + one shard                         io::SafetensorsDir::open, every tensor read
 //   3: a prompts file                                    load_flux_prompt_embeddings (the tiny dev config)
 //   4: a reference adapter folder (config.json + file)   load_reference_adapter onto the tiny dev teacher
+//   5: a scheduler's scheduler_config.json               read_folder_shift_rule, the shift at a few sizes
 // Malformed input must throw a std::exception whose message names the folder or a file in it, never
 // a torch error, a crash, or an allocation beyond what the input holds (-rss_limit_mb). The seed
 // corpus is the test fixtures of tests/data/flux.
@@ -16,12 +17,13 @@
 
 #include "arcflow/io/atomic_file.h"
 #include "arcflow/io/safetensors_dir.h"
-#include "arcflow/models/flux.h"
-#include "arcflow/models/flux_loader.h"
-#include "arcflow/models/flux_network.h"
-#include "arcflow/models/flux_vae.h"
-#include "arcflow/models/reference_adapter.h"
+#include "arcflow/models/flux/flux.h"
+#include "arcflow/models/flux/flux_loader.h"
+#include "arcflow/models/flux/flux_network.h"
+#include "arcflow/models/flux/flux_vae.h"
+#include "arcflow/models/flux/reference_adapter.h"
 #include "arcflow/models/registry.h"
+#include "arcflow/models/scheduler_config.h"
 #include "fuzz_util.h"
 
 using namespace arcflow;
@@ -38,10 +40,12 @@ const std::string& work_dir() {
     const char* base = std::getenv("TMPDIR");
     std::string d = std::string(base && *base ? base : "/tmp") + "/arcflow-fuzz-folder-" + std::to_string(::getpid());
     ::mkdir(d.c_str(), 0700);
+    ::mkdir((d + "/scheduler").c_str(), 0700);
     return d;
   }();
   for (const char* f :
-       {"config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json", kShard})
+       {"config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json", kShard,
+        "scheduler/scheduler_config.json"})
     std::remove((dir + "/" + f).c_str());
   return dir;
 }
@@ -63,7 +67,7 @@ const FluxNetwork& tiny_teacher() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  const int which = data[0] % 5;
+  const int which = data[0] % 6;
   const std::string rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   const size_t nul = rest.find('\0');
   const std::string json = rest.substr(0, nul), file = nul == std::string::npos ? "" : rest.substr(nul + 1);
@@ -87,6 +91,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       write(dir + "/diffusion_pytorch_model.safetensors", rest);
       (void)load_flux_prompt_embeddings(dir + "/diffusion_pytorch_model.safetensors",
                                         tiny_teacher().transformer->config);
+    } else if (which == 5) {
+      write(dir + "/scheduler/scheduler_config.json", rest);
+      const ShiftRule r = read_folder_shift_rule(dir);
+      for (int64_t n : {int64_t{1}, int64_t{256}, int64_t{4096}, int64_t{1} << 40}) (void)r.at(n);
+      (void)r.describe();
     } else {
       write(dir + "/config.json", json);
       write(dir + "/diffusion_pytorch_model.safetensors", file);
@@ -120,4 +129,12 @@ void arcflow::fuzz::write_seeds(const std::string& dir) {
   seed("prompts", '\3', prompts);
   const std::string adapter = io::read_file(kData + "arcflow-adapter/diffusion_pytorch_model.safetensors");
   seed("reference-adapter", '\4', io::read_file(kData + "arcflow-adapter/config.json"), &adapter);
+  seed("scheduler-config-dev", '\5',
+       R"({"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,)"
+       R"( "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,)"
+       R"( "use_dynamic_shifting": true})");
+  seed("scheduler-config-qwen", '\5',
+       R"({"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,)"
+       R"( "max_image_seq_len": 8192, "max_shift": 0.9, "shift": 1.0, "shift_terminal": 0.02,)"
+       R"( "time_shift_type": "exponential", "use_dynamic_shifting": true})");
 }

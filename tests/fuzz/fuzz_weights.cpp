@@ -6,8 +6,8 @@
 #include <c10/util/Exception.h>
 
 #include "arcflow/io/safetensors.h"
-#include "arcflow/models/classifier.h"
-#include "arcflow/models/dit.h"
+#include "arcflow/models/classifier/classifier.h"
+#include "arcflow/models/dit/dit.h"
 #include "arcflow/models/student.h"
 #include "fuzz_util.h"
 #include "tiny_models.h"

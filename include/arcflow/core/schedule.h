@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 namespace arcflow {
@@ -33,5 +35,31 @@ std::vector<Segment> segments(int num_steps, double shift, double timestep_ratio
 
 // The N + 1 sigmas of an N-step sampler (1 ... 0), i.e. the segments' boundaries.
 std::vector<double> sigmas(int num_steps, double shift, double timestep_ratio = 1.0);
+
+// A few-step schedule: the one value students, the student sampler, the distiller and GMFlow's
+// integration take (an adapter's metadata records it; models/student.h reads and writes it).
+struct StepSchedule {
+  int nfe = 2;                 // steps N (one network call each)
+  double shift = 1.0;          // s of warp()
+  double timestep_ratio = 1.0;  // r: the last step's length over the others'
+  int total_substeps = 128;    // Euler sub-steps over a whole trajectory, for policies without a closed form
+  std::vector<Segment> segments() const { return arcflow::segments(nfe, shift, timestep_ratio); }
+  // std::invalid_argument naming `what` and the field for nfe < 1, shift < 1, ratio <= 0, sub-steps < 1.
+  void validate(const std::string& what) const;
+};
+
+// The shift a model folder's scheduler asks for (diffusers' FlowMatchEulerDiscreteScheduler):
+// a fixed s, or with use_dynamic_shifting the pipelines' calculate_shift rule for n image tokens,
+//   mu = base_shift + (n - base_seq_len) (max_shift - base_shift) / (max_seq_len - base_seq_len),
+//   s = exp(mu)   (ARCFLOW.md sections 7 and 8: FLUX.1-dev 0.5 / 1.15 over 256 / 4096 tokens).
+// mu is extrapolated linearly outside [base_seq_len, max_seq_len], as the pipelines do.
+struct ShiftRule {
+  double shift = 1.0;  // the fixed shift (dynamic false)
+  bool dynamic = false;
+  double base_shift = 0.5, max_shift = 1.15;
+  int64_t base_seq_len = 256, max_seq_len = 4096;
+  double at(int64_t image_tokens) const;  // s for a sample of that many image tokens
+  std::string describe() const;           // "3.2", or "dynamic: exp(0.5 .. 1.15 over 256 .. 4096 tokens)"
+};
 
 }  // namespace arcflow

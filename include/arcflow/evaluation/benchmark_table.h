@@ -43,7 +43,7 @@
 #include <vector>
 
 #include "arcflow/evaluation/fid.h"
-#include "arcflow/models/classifier.h"
+#include "arcflow/models/classifier/classifier.h"
 #include "arcflow/models/network.h"
 #include "arcflow/models/student.h"
 #include "arcflow/core/step_loop.h"

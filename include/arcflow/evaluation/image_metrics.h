@@ -1,5 +1,5 @@
 // Image-quality metrics for generated Fashion-MNIST samples, all read off the evaluation
-// classifier (arcflow/models/classifier.h), which stands in for Inception:
+// classifier (arcflow/models/classifier/classifier.h), which stands in for Inception:
 //   - FID: Frechet distance (arcflow/evaluation/fid.h) between Gaussians fitted to the classifier's
 //     penultimate features of the samples and of reference images (the real test set). The numbers
 //     are NOT comparable to Inception-FID values from papers, only with each other.
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "arcflow/evaluation/fid.h"
-#include "arcflow/models/classifier.h"
+#include "arcflow/models/classifier/classifier.h"
 
 namespace arcflow {
 

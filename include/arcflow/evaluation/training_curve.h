@@ -15,7 +15,7 @@
 
 #include "arcflow/evaluation/benchmark_table.h"
 #include "arcflow/evaluation/fid.h"
-#include "arcflow/models/classifier.h"
+#include "arcflow/models/classifier/classifier.h"
 #include "arcflow/models/network.h"
 
 namespace arcflow {

@@ -24,6 +24,11 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 // missing, is not a regular file, or cannot be read.
 std::string read_file(const std::string& path);
 
+// Whether `path` names a regular file / a folder (following symbolic links); false when it is
+// missing or unreadable.
+bool is_regular_file(const std::string& path);
+bool is_directory(const std::string& path);
+
 // Creates the folder `path` and any missing parents (like mkdir -p), then checks that a file can
 // be created in it. Throws std::runtime_error naming the path and the reason otherwise. Meant to
 // run before long work, so a bad output folder fails at once.

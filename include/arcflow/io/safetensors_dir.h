@@ -7,7 +7,7 @@
 // (stem "diffusion_pytorch_model" for diffusers, "model" for transformers). Opening reads the index
 // and the shards' headers only; tensor data is read later, one tensor at a time, straight from the
 // file into its destination. io/ knows no model: checking names and shapes against a model is the
-// caller's job (see models/flux_loader.h).
+// caller's job (see models/flux/flux_loader.h).
 //
 // Strict on the layout: an index that is not valid JSON, lacks "weight_map", maps a tensor to a
 // non-string or to a path outside the folder, names a shard that does not exist, lists a tensor

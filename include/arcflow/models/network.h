@@ -99,6 +99,16 @@ class Network : public Teacher {
   // keeping them). Returns false when asked to switch it on for an architecture without it.
   virtual bool set_block_checkpointing(bool on) { return !on; }
 
+  // Image tokens of one sample: the sequence length a model folder's dynamic shift rule reads
+  // (core/schedule.h ShiftRule); 0 for networks that are not token transformers over a latent.
+  virtual int64_t image_tokens() const { return 0; }
+
+  // One line for a user: "<name>: <its shape>" (e.g. "DiT: width 64, depth 6, heads 4, patch 2, 196 tokens").
+  virtual std::string summary() const { return kind(); }
+  // Files a trained teacher's run folder gets beside its weights file, written into `dir`
+  // (atomically); e.g. FLUX's class prompts as a prompt-embeddings file. Default: none.
+  virtual void save_companions(const std::string& dir) const { (void)dir; }
+
   // Floating-point operations of one forward pass over `batch` samples (matrix products).
   virtual double forward_flops(int64_t batch) const = 0;
   // A lower bound on the peak memory (bytes) of one forward pass over `batch` samples: the weights

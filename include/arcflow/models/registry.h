@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,9 @@
 #include "arcflow/models/teacher_options.h"
 
 namespace arcflow {
+
+class Pipeline;
+struct PipelineOptions;
 
 struct ModelEntry {
   const char* kind;  // the weights file's "model" metadata
@@ -35,6 +39,21 @@ struct ModelEntry {
   // Writes an ArcFlow student of this architecture in the reference's adapter layout (pnotp/ArcFlow),
   // which `distill` adds for a published model folder; null where the reference has none.
   void (*save_reference_adapter)(LoRAStudent& student, const std::string& dir) = nullptr;
+  // Reading such an adapter folder back: the `_class_name` its config.json carries, and the loader
+  // (student.h's load_adapter picks it by that name).
+  const char* reference_adapter_class = nullptr;
+  LoRAStudent (*load_reference_adapter)(const NetworkPtr& teacher, const std::string& dir,
+                                        io::Metadata* metadata) = nullptr;
+  // `train-teacher` (training/teacher.h): the architecture's training config JSON with every field
+  // filled in (so two runs' configs compare equal), and a freshly initialised class-conditional
+  // network for images of (C, H, W); both throw std::invalid_argument naming the field or the shape.
+  // Null: the architecture is not trained here.
+  nlohmann::json (*image_teacher_config)(const nlohmann::json& config) = nullptr;
+  NetworkPtr (*create_image_teacher)(const nlohmann::json& config, const std::vector<int64_t>& image_shape) = nullptr;
+  // A model folder as a pipeline (models/pipeline.h: network, prompt conditions, decoder,
+  // scheduler); null for file-only architectures.
+  std::unique_ptr<Pipeline> (*load_pipeline)(const std::string& dir, const PipelineOptions& options,
+                                             torch::Device device) = nullptr;
 };
 
 struct LoadOptions {

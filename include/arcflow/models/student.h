@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "arcflow/core/schedule.h"
 #include "arcflow/io/safetensors.h"
 #include "arcflow/models/lora.h"
 #include "arcflow/models/network.h"
@@ -102,6 +103,21 @@ void save_adapter(LoRAStudent& s, const std::string& path, const io::Metadata& e
 // Builds the student on `teacher` from the adapter file alone (config from its metadata) and loads
 // it. Throws std::runtime_error naming `path` when the file is not an adapter, was made for a
 // teacher of another kind or shape, names an unknown policy, or its tensors do not match.
+// An adapter is a file from `arcflow distill`, or a folder in a reference implementation's layout
+// (config.json's `_class_name` names a registry entry's reference_adapter_class; pnotp/ArcFlow's
+// for FLUX), read by that entry's loader.
 LoRAStudent load_adapter(const NetworkPtr& teacher, const std::string& path, io::Metadata* metadata = nullptr);
+// True when `path` is such an adapter folder.
+bool is_adapter_folder(const std::string& path);
+// For a folder that is not one: what was found there instead, as one line naming the folder and
+// saying what an adapter path may be ("DIR: not an adapter: the folder has no config.json; ...").
+std::string not_an_adapter_folder(const std::string& dir);
+
+// An adapter's schedule in its metadata, the keys "nfe", "shift", "timestep_ratio" and
+// "total_substeps" (numbers that read back exactly). Every writer of adapter metadata uses
+// write_schedule; read_schedule keeps `defaults`' value for an absent key (adapters older than the
+// key) and throws std::runtime_error naming `source` and the key for a value that is not a number.
+void write_schedule(const StepSchedule& schedule, io::Metadata& meta);
+StepSchedule read_schedule(const io::Metadata& meta, const std::string& source, const StepSchedule& defaults = {});
 
 }  // namespace arcflow

@@ -16,6 +16,9 @@ struct FolderTeacherOptions {
   int64_t height = 1024, width = 1024;  // image size in pixels
   double guidance = 3.5;                // distilled guidance of the drawn conditions (models that read one)
   int64_t batch = 1;                    // samples per forward pass, for the memory check
+  // Text tokens per condition, for the memory check when `prompts` is empty (0 = the prompts
+  // file's, or the model's longest).
+  int64_t text_tokens = 0;
   std::optional<torch::ScalarType> dtype;  // unset: bfloat16 on CUDA, float32 elsewhere
   // Flag names the errors give: the image size's, and the memory check's.
   std::string size_flags = "--height and --width";

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "arcflow/models/student.h"
-#include "arcflow/models/toy_mlp.h"
+#include "arcflow/models/toy_mlp/toy_mlp.h"
 #include "arcflow/sampling/rollout.h"
 #include "arcflow/training/distill.h"
 

@@ -1,4 +1,4 @@
-// Training the Fashion-MNIST evaluation classifier (arcflow/models/classifier.h): cross-entropy,
+// Training the Fashion-MNIST evaluation classifier (arcflow/models/classifier/classifier.h): cross-entropy,
 // AdamW with a cosine learning-rate decay, light augmentation (random horizontal flip, random shift
 // of up to +-max_shift pixels with background fill), everything drawn from one seeded generator so
 // the same seed reproduces the run on the same device and thread count.
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "arcflow/io/idx.h"
-#include "arcflow/models/classifier.h"
+#include "arcflow/models/classifier/classifier.h"
 
 namespace arcflow {
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "arcflow/core/policy.h"
+#include "arcflow/core/schedule.h"
 #include "arcflow/models/condition.h"
 #include "arcflow/models/network.h"
 #include "arcflow/models/student.h"
@@ -20,13 +21,10 @@
 
 namespace arcflow {
 
-struct DistillConfig {
-  int nfe = 2;
-  double shift = 1.0;
-  double timestep_ratio = 1.0;
+// The student's schedule (core/schedule.h: nfe, shift, timestep_ratio, total_substeps) and the recipe.
+struct DistillConfig : StepSchedule {
   int batch_size = 16;
   int num_intermediate_states = 4;  // M
-  int total_substeps = 128;
   int window_substeps = 3;
   double component_dropout = 0.1;
   int num_decay_iters = 100;        // teacher_ratio goes linearly 1 -> 0 over these iterations

@@ -1,6 +1,6 @@
-// Flow-matching training of an image teacher (ARCFLOW.md section 5), a class-conditional DiT or a
-// FLUX-architecture transformer (arch "flux": pixels packed 2x2 into tokens, each class's "prompt"
-// a fixed embedding; models/flux_network.h):
+// Flow-matching training of a class-conditional image teacher (ARCFLOW.md section 5) of any
+// architecture the registry can create for training (models/registry.h: the DiT, or a FLUX
+// transformer whose class "prompts" are fixed embeddings, models/flux/flux_network.h):
 //   x0 ~ data, eps ~ N(0, I), tau ~ U(0, 1), sigma = warp(tau, shift),
 //   x = (1 - sigma) x0 + sigma eps,  loss = mean((model(x, sigma, y') - (eps - x0))^2),
 // where y' is the class label, replaced by the null class with probability class_dropout (so the
@@ -18,33 +18,17 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "arcflow/models/dit.h"
-#include "arcflow/models/flux.h"
 #include "arcflow/models/network.h"
 #include "arcflow/training/checkpoint.h"
 #include "arcflow/training/communicator.h"
 
 namespace arcflow {
 
-// arch "flux": the FLUX transformer over images of C channels packed 2x2 (transformer.in_channels =
-// 4 C, guidance_embeds false: guidance is classifier-free, through the null class). The prompt of
-// class l is row l of make_class_prompts(transformer, class_names, prompt_tokens, prompt_seed).
-struct FluxTeacherModel {
-  FluxConfig transformer;
-  int64_t num_classes = 10;
-  std::vector<std::string> class_names;  // empty: "class 0", "class 1", ...
-  int64_t prompt_tokens = 4;             // L, text tokens per class prompt
-  uint64_t prompt_seed = 0;              // the class prompts' random draw (not the training seed)
-
-  void validate() const;
-  nlohmann::json to_json() const;
-  std::vector<std::string> names() const;
-};
-
 struct TeacherTrainConfig {
-  std::string arch = "dit";  // "dit" (model) or "flux" (flux)
-  DiTConfig model;
-  FluxTeacherModel flux;
+  // The architecture, a registry kind with train-teacher hooks (models/registry.h: "dit", "flux"),
+  // and its config JSON (a DiTConfig or a FluxTeacherModel converts to one).
+  std::string arch = "dit";
+  nlohmann::json model;
   int64_t iters = 6000;        // total optimizer steps
   int64_t batch_size = 64;
   double lr = 3e-4;
@@ -60,8 +44,7 @@ struct TeacherTrainConfig {
   // Throws std::invalid_argument naming the field.
   void validate() const;
   nlohmann::json to_json() const;
-  nlohmann::json model_json() const;  // the chosen architecture's settings
-  int64_t num_classes() const { return arch == "flux" ? flux.num_classes : model.num_classes; }
+  nlohmann::json model_json() const;  // `model` with every field filled in (the registry's hook)
 };
 
 struct TeacherStepStats {
