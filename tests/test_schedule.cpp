@@ -145,6 +145,7 @@ TEST(ShiftRule, SchedulerConfigIsReadStrictly) {
   };
   EXPECT_EQ(with("shift_terminal", 0.02).rfind("F/scheduler_config.json: \"shift_terminal\"", 0), 0u);
   EXPECT_EQ(with("shift_terminal", nullptr), "no error");
+  EXPECT_EQ(with("shift_terminal", 0), "no error");  // falsy in diffusers: no stretch
   EXPECT_NE(with("time_shift_type", "linear").find("\"time_shift_type\""), std::string::npos);
   EXPECT_EQ(with("time_shift_type", "exponential"), "no error");
   EXPECT_NE(with("use_karras_sigmas", true).find("\"use_karras_sigmas\""), std::string::npos);

@@ -49,7 +49,9 @@ ShiftRule parse_scheduler_config(const nlohmann::json& j, const std::string& sou
     fail("max_image_seq_len", "must exceed base_image_seq_len (" + std::to_string(r.base_seq_len) + ")");
   if (j.contains("time_shift_type") && !(j["time_shift_type"].is_string() && j["time_shift_type"] == "exponential"))
     fail("time_shift_type", "is " + j["time_shift_type"].dump() + "; only \"exponential\" is supported");
-  if (j.contains("shift_terminal") && !j["shift_terminal"].is_null())
+  // diffusers stretches only when shift_terminal is truthy: null, absent and 0 leave the sigmas be.
+  if (j.contains("shift_terminal") && !j["shift_terminal"].is_null() &&
+      !(j["shift_terminal"].is_number() && j["shift_terminal"].get<double>() == 0.0))
     fail("shift_terminal", "(stretching the schedule to a terminal sigma) is not supported yet");
   for (const char* key : {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "invert_sigmas"})
     if (flag(key)) fail(key, "is true; arcflow samples the shifted linear schedule only");

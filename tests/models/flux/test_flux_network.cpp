@@ -253,7 +253,9 @@ TEST(FluxPipeline, AFolderIsItsTeacherConditionsDecoderAndScheduler) {
                              file.pooled_prompt_embeds[row].to(c.at("pooled_prompt_embeds").dtype())));
   }
   EXPECT_TRUE(torch::allclose(c.at("guidance").to(torch::kFloat64), torch::full({3}, 2.5, torch::kFloat64)));
-  if (!file.prompts.empty()) EXPECT_EQ(p->prompt_text(1), file.prompts[1]);
+  if (!file.prompts.empty()) {
+    EXPECT_EQ(p->prompt_text(1), file.prompts[1]);
+  }
   EXPECT_EQ(p->prompt_text(99), "");
   // The decoder is the folder's VAE.
   ASSERT_TRUE(p->has_decoder());
