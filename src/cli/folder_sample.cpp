@@ -126,8 +126,8 @@ int run_folder_sample(const FolderSampleOptions& o, const GlobalOptions& global)
     std::string which;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t r = rows[static_cast<size_t>(i)];
-      const std::string text = pipe->prompt_text(r);
-      which += (i ? " | " : "") + (text.empty() ? std::to_string(r) : text);
+      const std::string prompt = pipe->prompt_text(r);
+      which += (i ? " | " : "") + (prompt.empty() ? std::to_string(r) : prompt);
     }
     text["prompts_used"] = which;
     text["Software"] = "arcflow 0.1.0";
